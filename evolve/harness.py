@@ -1,0 +1,180 @@
+"""The harness: the fixed API a genome imports as `from evolve import harness`.
+
+The API is documented once, in program.md ("The harness API"). In short: the constants DEVICE,
+SEQ_LEN, VOCAB_SIZE, BOS_ID, BUDGET_S; `train_batches(batch_size)` yields (inputs, targets)
+int64 tensors [batch_size, SEQ_LEN] on DEVICE until the budget is spent; `progress()` is the
+fraction of the budget used; `log(step, loss)` records the training loss; `submit(model)` exports
+the model with torch.export at the evaluation shape and ends the process.
+
+This module runs inside the genome's (untrusted) process, so nothing here is relied on for a
+score: batches come from the supervisor over a socket (evolve.channel), the supervisor keeps the
+clock and stops serving batches when the budget is spent, and the exported model is scored by a
+separate process (evolve.scorer). A genome that tampers with this module only hurts itself.
+
+Importing it outside `python -m evolve eval` (or the engine) exits with a message saying so.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import sys
+import time
+
+from evolve import channel
+
+DEVICE: str = "cpu"
+SEQ_LEN: int = 0
+VOCAB_SIZE: int = 0
+BOS_ID: int = 0
+BUDGET_S: float = 0.0
+EVAL_BATCH_SIZE: int = 0
+
+MODEL_FILE = "model.pt2"        # written in the working directory (the scratch directory)
+_sock: socket.socket | None = None
+_t0: float | None = None        # supervisor's monotonic time at which the budget clock started
+_done = False                   # the supervisor said the budget is spent
+
+
+def _configure(config: dict, fd: int) -> None:
+    """Called once by evolve.runner before the genome runs."""
+    global DEVICE, SEQ_LEN, VOCAB_SIZE, BOS_ID, BUDGET_S, EVAL_BATCH_SIZE, _sock
+    DEVICE = config["device"]
+    SEQ_LEN = int(config["seq_len"])
+    VOCAB_SIZE = int(config["vocab_size"])
+    BOS_ID = int(config["bos_id"])
+    BUDGET_S = float(config["budget_s"])
+    EVAL_BATCH_SIZE = int(config["eval_batch_size"])
+    _sock = socket.socket(fileno=fd)
+
+
+def _send(blob: bytes) -> None:
+    if _sock is not None:
+        try:
+            _sock.sendall(blob)
+        except OSError:
+            pass                # the supervisor is gone or closed the channel; it decides anyway
+
+
+def progress() -> float:
+    """Fraction of the training budget used (0.0 before the first batch, 1.0 when spent)."""
+    if _done:
+        return 1.0
+    if _t0 is None:
+        return 0.0
+    return min(1.0, max(0.0, (time.monotonic() - _t0) / BUDGET_S))
+
+
+def _request(rows: int) -> None:
+    _send(channel.REQUEST.pack(b"B", rows))
+
+
+def _receive() -> "tuple[bytes, bytearray | None]":
+    global _t0, _done
+    header = channel.recv_exact(_sock, channel.REPLY.size)
+    if header is None:
+        return b"E", None
+    tag, rows, cols, t0 = channel.REPLY.unpack(bytes(header))
+    if tag == b"X":
+        raise ValueError(f"harness.train_batches: batch_size must be 1..{channel.MAX_ROWS}")
+    _t0 = t0
+    if tag != b"D":
+        _done = True
+        return b"E", None
+    payload = channel.recv_exact(_sock, rows * cols * 2)
+    if payload is None:
+        _done = True
+        return b"E", None
+    return b"D", payload
+
+
+def _to_tensors(payload: bytearray, batch_size: int):
+    import numpy as np
+    import torch
+
+    rows = np.frombuffer(payload, dtype=np.uint16).reshape(batch_size, SEQ_LEN + 1)
+    t = torch.from_numpy(rows.astype(np.int64))
+    if DEVICE != "cpu":
+        t = t.pin_memory().to(DEVICE, non_blocking=True)
+    return t[:, :-1], t[:, 1:]
+
+
+def train_batches(batch_size: int):
+    """Yield (inputs, targets), each int64 [batch_size, SEQ_LEN] on DEVICE, from the training
+    split only, until the budget is spent. Every row starts with BOS; documents are packed
+    best-fit without padding. The next batch is requested before this one is yielded, so the
+    supervisor packs it while the model trains (one batch in flight)."""
+    if _sock is None:
+        raise RuntimeError("harness is not connected (run the genome with python -m evolve eval)")
+    batch_size = int(batch_size)
+    if not 1 <= batch_size <= channel.MAX_ROWS:
+        raise ValueError(f"harness.train_batches: batch_size must be 1..{channel.MAX_ROWS}")
+    if _done:
+        return
+    _request(batch_size)
+    while True:
+        tag, payload = _receive()
+        if tag != b"D":
+            return
+        _request(batch_size)
+        yield _to_tensors(payload, batch_size)
+
+
+def log(step: int, loss) -> None:
+    """Record the training loss at a step (a float or a 0-d tensor; converting a CUDA tensor
+    synchronises, so call it every few steps). A non-finite loss ends the run as diverged."""
+    value = float(loss)
+    if not math.isfinite(value):
+        _send(channel.VALUE.pack(b"N", value))
+        print(f"harness.log: loss is {value} at step {step}; ending the run as diverged",
+              file=sys.stderr, flush=True)
+        _exit(3)
+    _send(channel.LOSS.pack(b"L", int(step), value))
+
+
+def _exit(code: int) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def submit(model) -> None:
+    """End training: export `model` with torch.export at [EVAL_BATCH_SIZE, SEQ_LEN] into the
+    working directory for the scorer, then end the process. Never returns."""
+    import torch
+
+    model = getattr(model, "_orig_mod", model)       # unwrap torch.compile
+    if not isinstance(model, torch.nn.Module):
+        print(f"harness.submit: expected a torch.nn.Module, got {type(model).__name__}",
+              file=sys.stderr, flush=True)
+        _exit(4)
+    if DEVICE.startswith("cuda"):
+        _send(channel.VALUE.pack(b"M", torch.cuda.max_memory_allocated() / 2 ** 20))
+        torch.cuda.synchronize()
+    model.eval()
+    example = torch.randint(0, VOCAB_SIZE, (EVAL_BATCH_SIZE, SEQ_LEN), device=DEVICE)
+    try:
+        with torch.no_grad():
+            program = torch.export.export(model, (example,), strict=False)
+        torch.export.save(program, MODEL_FILE)
+    except Exception as e:  # any failure here is the genome's: report it in one line
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        print(f"harness.submit: the model could not be exported with torch.export: "
+              f"{type(e).__name__}: {first}", file=sys.stderr, flush=True)
+        _exit(4)
+    _send(channel.VALUE.pack(b"S", 0.0))
+    _exit(0)
+
+
+def _run_directly() -> bool:
+    """True when a genome file was started as a script (python seeds/cpu.py): no supervisor."""
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None) or ""
+    return (not os.environ.get("AUTOEVOLVE_RUNNER") and main_file.endswith(".py")
+            and "pytest" not in main_file)
+
+
+if _run_directly():
+    print("this file is a genome: evaluate it with  python -m evolve eval "
+          f"{sys.argv[0] or 'FILE'}", file=sys.stderr)
+    raise SystemExit(2)
