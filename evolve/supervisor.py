@@ -168,6 +168,14 @@ def sweep_scratch(root: Path) -> int:
     return removed
 
 
+def _die_with_parent() -> None:
+    """preexec_fn: the child is SIGKILLed when the supervisor's thread dies (crash, kill -9),
+    so no genome outlives the engine; inside its PID namespace the rest follows it."""
+    import ctypes
+
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)      # PR_SET_PDEATHSIG = 1
+
+
 def precheck(source: str) -> str | None:
     """Reasons to refuse a genome before spending any time on it (the full contract check is
     genome.contract; this is the minimum the supervisor needs)."""
@@ -246,9 +254,11 @@ class Supervisor:
             "nproc": MAX_PROCS if os.geteuid() != 0 else None,
         }
 
-    def evaluate(self, source: str, progress=None) -> EvalResult:
+    def evaluate(self, source: str, progress=None, log_dir: Path | None = None) -> EvalResult:
         """Train and score one genome. `progress(phase, fraction)` is called about twice a
-        second from this thread (phase: starting, training, submitting, scoring)."""
+        second from this thread (phase: starting, training, submitting, scoring). With
+        `log_dir`, the genome's stdout.txt and stderr.txt are copied there (kept for debugging;
+        never read as measurements)."""
         problem = precheck(source)
         if problem:
             return make_result(Status.INVALID, reason=problem, fingerprint=self.fingerprint,
@@ -259,6 +269,11 @@ class Supervisor:
         try:
             return self._evaluate(source, scratch, jobdir)
         finally:
+            if log_dir is not None:
+                Path(log_dir).mkdir(parents=True, exist_ok=True)
+                for name in ("stdout.txt", "stderr.txt"):
+                    if (scratch / name).is_file():
+                        shutil.copyfile(scratch / name, Path(log_dir) / name)
             shutil.rmtree(scratch, ignore_errors=True)
             shutil.rmtree(jobdir, ignore_errors=True)
 
@@ -279,7 +294,8 @@ class Supervisor:
             proc = subprocess.Popen(
                 [*self.pidns, sys.executable, "-m", "evolve.runner", "genome.py"],
                 cwd=scratch, env=self._env(scratch, self._config(fd)), stdin=subprocess.DEVNULL,
-                stdout=out_f, stderr=err_f, pass_fds=(fd,), start_new_session=True)
+                stdout=out_f, stderr=err_f, pass_fds=(fd,), start_new_session=True,
+                preexec_fn=_die_with_parent)
         except OSError as e:
             return make_result(Status.CRASH, reason=f"could not start the genome: {e}", **common)
         finally:
@@ -428,7 +444,8 @@ class Supervisor:
             try:
                 p = subprocess.Popen([sys.executable, "-m", "evolve.scorer", str(jobdir / "job.json")],
                                      cwd=jobdir, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                     stderr=log, start_new_session=True)
+                                     stderr=log, start_new_session=True,
+                                     preexec_fn=_die_with_parent)
                 p.wait(timeout=task.score_s)
             except subprocess.TimeoutExpired:
                 sandbox.kill_session(p.pid)
