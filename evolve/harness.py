@@ -169,9 +169,11 @@ def submit(model) -> None:
 
 def _run_directly() -> bool:
     """True when a genome file was started as a script (python seeds/cpu.py): no supervisor."""
-    main_file = getattr(sys.modules.get("__main__"), "__file__", None) or ""
+    main = sys.modules.get("__main__")
+    main_file = getattr(main, "__file__", None) or ""
+    # A script has no __spec__; `python -m tool` (pytest, the runner itself) has one.
     return (not os.environ.get("AUTOEVOLVE_RUNNER") and main_file.endswith(".py")
-            and "pytest" not in main_file)
+            and getattr(main, "__spec__", None) is None)
 
 
 if _run_directly():
