@@ -1,0 +1,53 @@
+"""`python -m evolve` as a user runs it: real subprocesses, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import ADVERSARIAL, REPO
+
+
+def evolve(*args, home=None):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if home:
+        env["AUTOEVOLVE_HOME"] = str(home)
+    return subprocess.run([sys.executable, "-m", "evolve", *args], capture_output=True,
+                          text=True, cwd=REPO, env=env, timeout=300)
+
+
+def test_eval_json_of_an_honest_genome(prepared, autoevolve_home):
+    p = evolve("eval", str(ADVERSARIAL / "honest.py"), "--device", "cpu", "--vocab-size", "512",
+               "--budget", "3", "--json", home=autoevolve_home)
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    for key in ("status", "val_bpb", "tokens_per_sec", "training_seconds", "total_seconds",
+                "peak_memory_mb", "num_params", "reason"):
+        assert key in d
+    assert d["status"] == "ok" and d["val_bpb"] > 0
+
+
+def test_eval_summary_of_a_bad_file(prepared, autoevolve_home):
+    p = evolve("eval", str(ADVERSARIAL / "not_python.py"), "--device", "cpu", "--vocab-size",
+               "512", home=autoevolve_home)
+    assert p.returncode == 1
+    assert "status: invalid" in p.stdout and "reason: not valid Python" in p.stdout
+    assert "Traceback" not in p.stderr
+
+
+def test_user_errors_are_one_line(tmp_path):
+    p = evolve("eval", str(tmp_path / "missing.py"), home=tmp_path)
+    assert p.returncode == 2 and p.stderr.strip() == f"error: {tmp_path / 'missing.py'}: no such file"
+    (tmp_path / "bin.py").write_bytes(b"\xff\xfe\x00binary")
+    p = evolve("eval", str(tmp_path / "bin.py"), home=tmp_path)
+    assert p.returncode == 2 and "UTF-8" in p.stderr and "Traceback" not in p.stderr
+    p = evolve("eval", str(ADVERSARIAL / "honest.py"), "--device", "cpu", "--budget", "-5",
+               home=tmp_path)
+    assert p.returncode == 2 and "budget must be positive" in p.stderr
+    p = evolve("eval", str(ADVERSARIAL / "honest.py"), "--device", "cpu", "--dataset",
+               "climbmix", home=tmp_path)
+    assert p.returncode == 2 and "python -m evolve prepare --dataset climbmix" in p.stderr
+    p = evolve(home=tmp_path)
+    assert p.returncode == 2 and "prepare" in p.stdout and "eval" in p.stdout
