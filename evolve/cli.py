@@ -1,5 +1,7 @@
 """The command line of autoevolve.
 
+    python -m evolve [--population N] [--generations G] [--budget S] [--device D]
+                     [--seed FILE ...] [--run-dir DIR | --resume DIR] [--strategy evolve|hillclimb|random]
     python -m evolve prepare [--dataset stdlib|climbmix|PATH] [--device cpu|cuda] [--vocab-size N]
     python -m evolve eval FILE [--budget S] [--device cpu|cuda] [--dataset ...] [--json]
 
@@ -12,6 +14,7 @@ stderr and a non-zero exit, never a traceback from our code.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -29,7 +32,7 @@ def _task_args(p: argparse.ArgumentParser) -> None:
 def _task(args):
     from evolve.task import Task
 
-    dataset = args.dataset
+    dataset = args.dataset or "stdlib"
     if dataset not in ("stdlib", "climbmix"):
         path = Path(dataset).expanduser()
         if not path.exists():
@@ -102,6 +105,156 @@ def _progress_bar(task, quiet: bool):
     return update
 
 
+RUN_FLAGS = ("population", "strategy", "budget", "device", "seed", "run_dir", "dataset",
+             "vocab_size", "crossover_prob", "operator_weights", "no_confirm", "rng_seed")
+
+
+def _parse_weights(text: str | None):
+    if not text:
+        return ()
+    out = []
+    for part in text.split(","):
+        name, _, w = part.partition("=")
+        try:
+            out.append((name.strip(), float(w)))
+        except ValueError:
+            raise ValueError(f"--operator-weights: {part!r} is not NAME=WEIGHT") from None
+    return tuple(out)
+
+
+def _load_seeds(paths: list[str]):
+    """Read and check seed files before any training time is spent: (genomes, error)."""
+    from genome.contract import check_source
+    from genome.record import Genome
+
+    from evolve.supervisor import precheck
+
+    genomes, seen = [], set()
+    for p in paths:
+        path = Path(p)
+        try:
+            source = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            return None, f"seed {p}: cannot read it as UTF-8 text ({e.__class__.__name__})"
+        problem = precheck(source)
+        if problem:
+            return None, f"seed {p}: {problem}"
+        report = check_source(source)
+        if not report.ok:
+            return None, f"seed {p}: fails the contract check: {report.first()}"
+        g = Genome.seed(source, f"seed {path.name}")
+        if g.id not in seen:
+            seen.add(g.id)
+            genomes.append(g)
+    return genomes, None
+
+
+def default_seeds(device: str) -> list[str]:
+    from evolve.supervisor import PACKAGE_ROOT
+
+    files = sorted((PACKAGE_ROOT / "seeds").glob("*.py"))
+    if device == "cpu":
+        return [str(f) for f in files if f.name == "cpu.py"]
+    return [str(f) for f in files if f.name != "cpu.py"]
+
+
+def cmd_run(args) -> int:
+    import time as _time
+
+    from evolve.archive import Archive, ArchiveError
+    from evolve.engine import Engine, EngineConfig
+    from evolve.prepare import PreparedData, ensure_prepared
+    from evolve.supervisor import Supervisor
+    from evolve.task import Task
+    from evolve.workers import LocalMap
+
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    if args.resume:
+        clash = [f"--{f.replace('_', '-')}" for f in RUN_FLAGS if getattr(args, f) not in (None, False)]
+        if clash:
+            return _fail(f"--resume continues a run with its own settings; drop {', '.join(clash)}")
+        try:
+            archive = Archive.open(Path(args.resume))
+        except ArchiveError as e:
+            return _fail(str(e))
+        meta = archive.meta()
+        task = Task(**meta["task"])
+        config = EngineConfig.from_dict(meta["config"])
+        if args.generations is not None:
+            config = dataclasses.replace(config, generations=args.generations)
+            archive.set_meta("config", config.to_dict())
+        run_dir = Path(args.resume)
+    else:
+        task, err = _task(args)
+        if err:
+            return _fail(err)
+        try:
+            config = EngineConfig(
+                population=args.population or 8,
+                generations=args.generations if args.generations is not None else 50,
+                strategy=args.strategy or "evolve",
+                crossover_prob=args.crossover_prob if args.crossover_prob is not None else 0.2,
+                operator_weights=_parse_weights(args.operator_weights),
+                confirm=not args.no_confirm, rng_seed=args.rng_seed or 0)
+        except ValueError as e:
+            return _fail(str(e))
+        problem = config.problem()
+        if problem:
+            return _fail(problem)
+        seed_files = args.seed or default_seeds(task.device)
+        if not seed_files:
+            return _fail("no seed genomes: give --seed FILE (see seeds/ and program.md)")
+        seeds, err = _load_seeds(seed_files)
+        if err:
+            return _fail(err)
+        run_dir = Path(args.run_dir or Path("runs") / (_time.strftime("%Y%m%d-%H%M%S") + f"-{task.device}"))
+    data = ensure_prepared(task, log=log)
+    if not isinstance(data, PreparedData):
+        return _fail(data)
+    fingerprint = task.fingerprint(data.fingerprint)
+    if args.resume:
+        if meta.get("fingerprint") != fingerprint:
+            return _fail(f"{run_dir} was recorded on other data or task constants (fingerprint "
+                         f"{meta.get('fingerprint')} here {fingerprint}); results cannot be mixed. "
+                         "Prepare the same dataset and vocabulary, or start a new run")
+        seeds = [g for g in (archive.genome(i) for i in archive.genome_ids()) if g.operator == "seed"]
+    else:
+        try:
+            archive = Archive.create(run_dir, {"config": config.to_dict(), "task": task.to_dict(),
+                                               "fingerprint": fingerprint,
+                                               "seed_files": seed_files})
+        except ArchiveError as e:
+            return _fail(str(e))
+        log(f"run directory: {run_dir}  (resume with: python -m evolve --resume {run_dir})")
+    try:
+        emap = LocalMap(Supervisor(task, data))
+    except ValueError as e:
+        return _fail(str(e))
+    log(f"{config.strategy}: population {config.population}, generations {config.generations}, "
+        f"budget {task.budget_s:g} s on {task.device} x{emap.slots}, {len(seeds)} seed(s)")
+    engine = Engine(archive, emap, config, seeds, log=log, show_progress=sys.stderr.isatty())
+    try:
+        code = engine.run()
+    except KeyboardInterrupt:
+        log(f"stopped; every finished evaluation is saved. Resume with: python -m evolve --resume {run_dir}")
+        return 130
+    finally:
+        archive.close()
+    _report_best(run_dir)
+    return code
+
+
+def _report_best(run_dir: Path) -> None:
+    from evolve.run import load_run
+
+    run = load_run(run_dir)
+    if run.df.val_bpb.notna().any():
+        b = run.best()
+        print(f"best: {b.genome_id}\nval_bpb: {b.val_bpb:.6f}\ntokens_per_sec: {b.tokens_per_sec:.1f}"
+              f"\ndescription: {b.description}\nrun_dir: {run_dir}\n"
+              f"# in Python: from evolve import load_run; run = load_run({str(run_dir)!r})")
+
+
 def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 2
@@ -110,6 +263,25 @@ def _fail(message: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m evolve",
                                      description="Evolutionary search over train.py genomes.")
+    parser.add_argument("--population", type=int, default=None, help="genomes per generation (8)")
+    parser.add_argument("--generations", type=int, default=None, help="generations after the initial one (50)")
+    parser.add_argument("--budget", type=float, default=None, metavar="S",
+                        help="training seconds per genome (300 on cuda, 60 on cpu)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    parser.add_argument("--seed", action="append", metavar="FILE",
+                        help="a seed genome (repeatable; default: seeds/ for the device)")
+    parser.add_argument("--run-dir", default=None, help="where the archive goes (runs/DATE-DEVICE)")
+    parser.add_argument("--resume", default=None, metavar="DIR", help="continue a stopped run")
+    parser.add_argument("--strategy", choices=("evolve", "hillclimb", "random"), default=None)
+    parser.add_argument("--dataset", default=None, help="stdlib (default), climbmix or a PATH")
+    parser.add_argument("--vocab-size", type=int, default=None)
+    parser.add_argument("--crossover-prob", type=float, default=None, help="0.2")
+    parser.add_argument("--operator-weights", default=None, metavar="NAME=W,...",
+                        help="mutation weights, e.g. constant=3,keyword=1 (python -m genome list)")
+    parser.add_argument("--no-confirm", action="store_true",
+                        help="declare a new best without a confirming re-evaluation")
+    parser.add_argument("--rng-seed", type=int, default=None, help="seed of the search's random stream")
+    parser.set_defaults(func=cmd_run)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("prepare", help="build the tokenizer and token files for a dataset")
     _task_args(p)
@@ -129,9 +301,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        raise SystemExit(2)
     try:
         code = args.func(args)
     except KeyboardInterrupt:

@@ -37,6 +37,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -113,6 +114,14 @@ class _Feeder(threading.Thread):
                     self.diverged = fields[0]
         except OSError:
             return                            # the child died or closed its end
+
+
+@dataclasses.dataclass(frozen=True)
+class _Call:
+    """Per-evaluate() settings, passed down so that concurrent calls never share state."""
+
+    progress: Callable[[str, float], None]
+    env: dict[str, str]
 
 
 def _snapshot(root: Path) -> dict[Path, bytes]:
@@ -227,9 +236,10 @@ class Supervisor:
         self.trusted = {} if self.landlock else _snapshot(PACKAGE_ROOT)
 
     # -- the child -----------------------------------------------------------------------------
-    def _env(self, scratch: Path, config: dict) -> dict[str, str]:
+    def _env(self, scratch: Path, config: dict, call: "_Call") -> dict[str, str]:
         env = {k: os.environ[k] for k in ENV_KEEP if k in os.environ}
         env.update(self.extra_env)
+        env.update(call.env)
         env.update({
             "HOME": str(scratch), "TMPDIR": str(scratch / "tmp"),
             "PYTHONPATH": str(PACKAGE_ROOT), "PYTHONNOUSERSITE": "1", "PYTHONUNBUFFERED": "1",
@@ -254,20 +264,22 @@ class Supervisor:
             "nproc": MAX_PROCS if os.geteuid() != 0 else None,
         }
 
-    def evaluate(self, source: str, progress=None, log_dir: Path | None = None) -> EvalResult:
+    def evaluate(self, source: str, progress=None, log_dir: Path | None = None,
+                 env: dict[str, str] | None = None) -> EvalResult:
         """Train and score one genome. `progress(phase, fraction)` is called about twice a
         second from this thread (phase: starting, training, submitting, scoring). With
         `log_dir`, the genome's stdout.txt and stderr.txt are copied there (kept for debugging;
-        never read as measurements)."""
+        never read as measurements). `env` adds variables for this child only (the engine pins
+        a GPU with CUDA_VISIBLE_DEVICES)."""
         problem = precheck(source)
         if problem:
             return make_result(Status.INVALID, reason=problem, fingerprint=self.fingerprint,
                                sandbox=self.sandbox_desc, device=self.task.device)
-        self._progress = progress or (lambda phase, fraction: None)
+        call = _Call(progress or (lambda phase, fraction: None), dict(env or {}))
         scratch = Path(tempfile.mkdtemp(prefix=f"eval-{os.getpid()}-", dir=self.scratch_root))
         jobdir = Path(tempfile.mkdtemp(prefix=f"score-{os.getpid()}-", dir=self.scratch_root))
         try:
-            return self._evaluate(source, scratch, jobdir)
+            return self._evaluate(source, scratch, jobdir, call)
         finally:
             if log_dir is not None:
                 Path(log_dir).mkdir(parents=True, exist_ok=True)
@@ -277,7 +289,7 @@ class Supervisor:
             shutil.rmtree(scratch, ignore_errors=True)
             shutil.rmtree(jobdir, ignore_errors=True)
 
-    def _evaluate(self, source: str, scratch: Path, jobdir: Path) -> EvalResult:
+    def _evaluate(self, source: str, scratch: Path, jobdir: Path, call: "_Call") -> EvalResult:
         task = self.task
         common = dict(fingerprint=self.fingerprint, sandbox=self.sandbox_desc, device=task.device)
         (scratch / "tmp").mkdir()
@@ -293,7 +305,7 @@ class Supervisor:
         try:
             proc = subprocess.Popen(
                 [*self.pidns, sys.executable, "-m", "evolve.runner", "genome.py"],
-                cwd=scratch, env=self._env(scratch, self._config(fd)), stdin=subprocess.DEVNULL,
+                cwd=scratch, env=self._env(scratch, self._config(fd), call), stdin=subprocess.DEVNULL,
                 stdout=out_f, stderr=err_f, pass_fds=(fd,), start_new_session=True,
                 preexec_fn=_die_with_parent)
         except OSError as e:
@@ -328,11 +340,11 @@ class Supervisor:
                 elif _dir_size(scratch) > SCRATCH_LIMIT:
                     killed_for = "disk"
             if t0 is None:
-                self._progress("starting", 0.0)
+                call.progress("starting", 0.0)
             elif now < t0 + task.budget_s:
-                self._progress("training", (now - t0) / task.budget_s)
+                call.progress("training", (now - t0) / task.budget_s)
             else:
-                self._progress("submitting", 1.0)
+                call.progress("submitting", 1.0)
             if killed_for:
                 sandbox.kill_session(proc.pid)
                 try:
@@ -347,7 +359,7 @@ class Supervisor:
         parent_sock.close()
         feeder.join(timeout=5)
         return self._classify(scratch, jobdir, feeder, killed_for, status_word, rusage,
-                              t_spawn, t_exit, common)
+                              t_spawn, t_exit, common, call)
 
     # -- deciding what happened ----------------------------------------------------------------
     def _restore_trusted(self) -> list[str]:
@@ -363,7 +375,7 @@ class Supervisor:
         return changed
 
     def _classify(self, scratch, jobdir, feeder, killed_for, status_word, rusage, t_spawn,
-                  t_exit, common) -> EvalResult:
+                  t_exit, common, call) -> EvalResult:
         task = self.task
         stderr_tail = _tail(scratch / "stderr.txt")
         t0 = feeder.t0
@@ -422,9 +434,9 @@ class Supervisor:
                     status = Status.INVALID
                 return done(status, last or f"exit code {exit_code}")
             return done(Status.INVALID, "finished without calling harness.submit(model)")
-        return self._score(model, jobdir, done)
+        return self._score(model, jobdir, done, call)
 
-    def _score(self, model: Path, jobdir: Path, done) -> EvalResult:
+    def _score(self, model: Path, jobdir: Path, done, call) -> EvalResult:
         task = self.task
         shutil.move(str(model), jobdir / "model.pt2")
         np.save(jobdir / "eval_rows.npy", self.eval_rows)
@@ -435,9 +447,10 @@ class Supervisor:
                "out": str(jobdir / "score.json"), "dir": str(jobdir), "landlock": self.landlock,
                "read_roots": list(sandbox.SYSTEM_READ) + sandbox.python_read_roots()}
         (jobdir / "job.json").write_text(json.dumps(job))
-        self._progress("scoring", 1.0)
+        call.progress("scoring", 1.0)
         env = {k: os.environ[k] for k in ENV_KEEP if k in os.environ}
         env.update(self.extra_env)
+        env.update(call.env)
         env.update({"HOME": str(jobdir), "TMPDIR": str(jobdir), "PYTHONPATH": str(PACKAGE_ROOT),
                     "PYTHONNOUSERSITE": "1"})
         with open(jobdir / "scorer.log", "wb") as log:

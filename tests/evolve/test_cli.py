@@ -49,5 +49,11 @@ def test_user_errors_are_one_line(tmp_path):
     p = evolve("eval", str(ADVERSARIAL / "honest.py"), "--device", "cpu", "--dataset",
                "climbmix", home=tmp_path)
     assert p.returncode == 2 and "python -m evolve prepare --dataset climbmix" in p.stderr
-    p = evolve(home=tmp_path)
-    assert p.returncode == 2 and "prepare" in p.stdout and "eval" in p.stdout
+    p = evolve("--help", home=tmp_path)
+    assert p.returncode == 0 and "prepare" in p.stdout and "--population" in p.stdout
+    p = evolve("--resume", str(tmp_path), "--population", "3", home=tmp_path)
+    assert p.returncode == 2 and "drop --population" in p.stderr
+    p = evolve("--resume", str(tmp_path), home=tmp_path)
+    assert p.returncode == 2 and "not a run directory" in p.stderr
+    p = evolve("--seed", str(ADVERSARIAL / "not_python.py"), "--device", "cpu", home=tmp_path)
+    assert p.returncode == 2 and "not_python.py" in p.stderr and "not valid Python" in p.stderr
