@@ -106,7 +106,8 @@ def _progress_bar(task, quiet: bool):
 
 
 RUN_FLAGS = ("population", "strategy", "budget", "device", "seed", "run_dir", "dataset",
-             "vocab_size", "crossover_prob", "operator_weights", "no_confirm", "rng_seed")
+             "vocab_size", "crossover_prob", "operator_weights", "no_confirm", "rng_seed",
+             "max_failed_generations")
 
 
 def _parse_weights(text: str | None):
@@ -195,7 +196,8 @@ def cmd_run(args) -> int:
                 strategy=args.strategy or "evolve",
                 crossover_prob=args.crossover_prob if args.crossover_prob is not None else 0.2,
                 operator_weights=_parse_weights(args.operator_weights),
-                confirm=not args.no_confirm, rng_seed=args.rng_seed or 0)
+                confirm=not args.no_confirm, rng_seed=args.rng_seed or 0,
+                max_failed_generations=args.max_failed_generations or 3)
         except ValueError as e:
             return _fail(str(e))
         problem = config.problem()
@@ -281,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-confirm", action="store_true",
                         help="declare a new best without a confirming re-evaluation")
     parser.add_argument("--rng-seed", type=int, default=None, help="seed of the search's random stream")
+    parser.add_argument("--max-failed-generations", type=int, default=None, metavar="K",
+                        help="stop after K generations in a row where every evaluation failed (3)")
     parser.set_defaults(func=cmd_run)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("prepare", help="build the tokenizer and token files for a dataset")

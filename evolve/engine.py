@@ -58,6 +58,8 @@ class EngineConfig:
 
         if self.population < 1:
             return "--population must be at least 1"
+        if self.max_failed_generations < 1:
+            return "--max-failed-generations must be at least 1"
         if self.generations < 0:
             return "--generations must be 0 or more"
         if self.strategy not in STRATEGIES:

@@ -55,5 +55,9 @@ def test_user_errors_are_one_line(tmp_path):
     assert p.returncode == 2 and "drop --population" in p.stderr
     p = evolve("--resume", str(tmp_path), home=tmp_path)
     assert p.returncode == 2 and "not a run directory" in p.stderr
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / "archive.sqlite").write_bytes(b"garbage, not sqlite" * 100)
+    p = evolve("--resume", str(tmp_path / "corrupt"), home=tmp_path)
+    assert p.returncode == 2 and "not a readable archive" in p.stderr and "Traceback" not in p.stderr
     p = evolve("--seed", str(ADVERSARIAL / "not_python.py"), "--device", "cpu", home=tmp_path)
     assert p.returncode == 2 and "not_python.py" in p.stderr and "not valid Python" in p.stderr
