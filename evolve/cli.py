@@ -299,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training seconds (default: 300 on cuda, 60 on cpu)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_eval)
+    from evolve.commands import add_parsers
+
+    add_parsers(sub)
     return parser
 
 
