@@ -11,6 +11,8 @@ transaction back on the next open; the engine reports that it did). Tables:
                diffs, the engine generation that made it)
 - evals:       every evaluation (all EvalResult fields, kind = eval | confirm | replay, worker,
                start and end timestamps); a row is written the moment an evaluation finishes
+- llm_calls:   every call to a language model (model, prompt and completion tokens, latency,
+               outcome, error), with the genome it produced when it produced one
 - generations: per generation, the planned offspring (written before any is evaluated) and,
                once done, the selected population and a summary; this is what --resume reads
 
@@ -51,6 +53,11 @@ CREATE TABLE IF NOT EXISTS evals (
        else " INTEGER" if c in ("num_params", "tokens", "exit_code") else " TEXT")
        for c in _EVAL_COLUMNS)});
 CREATE INDEX IF NOT EXISTS evals_genome ON evals (genome_id);
+CREATE TABLE IF NOT EXISTS llm_calls (
+    call_id INTEGER PRIMARY KEY AUTOINCREMENT, generation INTEGER NOT NULL,
+    genome_id TEXT, operator TEXT NOT NULL, model TEXT NOT NULL, prompt_tokens INTEGER,
+    completion_tokens INTEGER, latency_s REAL NOT NULL, outcome TEXT NOT NULL,
+    error TEXT NOT NULL, started_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS generations (
     generation INTEGER PRIMARY KEY, planned TEXT NOT NULL, population TEXT,
     summary TEXT, finished_at REAL);
@@ -97,7 +104,13 @@ class Archive:
             raise ArchiveError(f"{path} is not a readable archive ({e})") from None
         if fmt is None or json.loads(fmt[0]) != FORMAT:
             raise ArchiveError(f"{path} is an archive of another format ({fmt and fmt[0]})")
+        if not readonly:
+            conn.executescript(SCHEMA)        # adds tables that newer versions introduced
         return cls(path, conn)
+
+    def has_table(self, name: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                 (name,)).fetchone() is not None
 
     @staticmethod
     def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
@@ -174,6 +187,23 @@ class Archive:
         kinds = tuple(kinds)
         return self.conn.execute(f"SELECT COUNT(*) FROM evals WHERE kind IN "
                                  f"({', '.join('?' * len(kinds))})", kinds).fetchone()[0]
+
+    # -- language-model calls ------------------------------------------------------------------
+    def add_llm_calls(self, generation: int, genome_id: str | None, operator: str, calls) -> None:
+        """Store the CallRecords of one proposal (genome_id: the child, None if there was none)."""
+        with self.conn:
+            self.conn.executemany(
+                "INSERT INTO llm_calls (generation, genome_id, operator, model, prompt_tokens, "
+                "completion_tokens, latency_s, outcome, error, started_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(generation, genome_id, operator, c.model, c.prompt_tokens, c.completion_tokens,
+                  c.latency_s, c.outcome, c.error, c.started_at) for c in calls])
+
+    def llm_tokens(self) -> int:
+        """Prompt plus completion tokens of every call so far (for --max-llm-tokens)."""
+        row = self.conn.execute("SELECT COALESCE(SUM(COALESCE(prompt_tokens, 0) + "
+                                "COALESCE(completion_tokens, 0)), 0) FROM llm_calls").fetchone()
+        return int(row[0])
 
     # -- generations ---------------------------------------------------------------------------
     def plan_generation(self, generation: int, planned: list[str]) -> None:

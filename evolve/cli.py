@@ -107,7 +107,7 @@ def _progress_bar(task, quiet: bool):
 
 RUN_FLAGS = ("population", "strategy", "budget", "device", "seed", "run_dir", "dataset",
              "vocab_size", "crossover_prob", "operator_weights", "no_confirm", "rng_seed",
-             "max_failed_generations")
+             "max_failed_generations", "llm_share")
 
 
 def _parse_weights(text: str | None):
@@ -197,7 +197,8 @@ def cmd_run(args) -> int:
                 crossover_prob=args.crossover_prob if args.crossover_prob is not None else 0.2,
                 operator_weights=_parse_weights(args.operator_weights),
                 confirm=not args.no_confirm, rng_seed=args.rng_seed or 0,
-                max_failed_generations=args.max_failed_generations or 3)
+                max_failed_generations=args.max_failed_generations or 3,
+                llm_share=args.llm_share if args.llm_share is not None else 0.25)
         except ValueError as e:
             return _fail(str(e))
         problem = config.problem()
@@ -232,9 +233,14 @@ def cmd_run(args) -> int:
         emap = LocalMap(Supervisor(task, data))
     except ValueError as e:
         return _fail(str(e))
+    proposer, err = _proposer(args, config, log)
+    if err:
+        archive.close()
+        return _fail(err)
     log(f"{config.strategy}: population {config.population}, generations {config.generations}, "
         f"budget {task.budget_s:g} s on {task.device} x{emap.slots}, {len(seeds)} seed(s)")
-    engine = Engine(archive, emap, config, seeds, log=log, show_progress=sys.stderr.isatty())
+    engine = Engine(archive, emap, config, seeds, log=log, show_progress=sys.stderr.isatty(),
+                    proposer=proposer, on_generation=_plots(run_dir))
     try:
         code = engine.run()
     except KeyboardInterrupt:
@@ -242,8 +248,44 @@ def cmd_run(args) -> int:
         return 130
     finally:
         archive.close()
+        if proposer is not None:
+            proposer.close()
     _report_best(run_dir)
     return code
+
+
+def _proposer(args, config, log):
+    """The LLM proposer, None when LLM operators are off (said once), or an error line when
+    they were asked for and cannot work (unreachable endpoint, rejected key)."""
+    from genome.llm import LLMClient, settings_from_env
+
+    from evolve.proposals import Proposer
+
+    settings = settings_from_env(args.llm_model)
+    if isinstance(settings, str):
+        log(settings + "; using the AST operators and crossover")
+        return None, None
+    program = Path(args.program)
+    if not program.is_file():
+        return None, f"--program {program}: no such file (the research agenda the model reads)"
+    client = LLMClient(settings)
+    problem = client.preflight()
+    if problem:
+        client.close()
+        return None, f"LLM endpoint: {problem}"
+    log(f"LLM operators on: {args.llm_model}, {config.llm_share:.0%} of offspring, "
+        f"{args.llm_concurrency} concurrent proposals")
+    return Proposer(client, program.read_text(), concurrency=args.llm_concurrency,
+                    max_tokens=args.max_llm_tokens, crossover_share=config.crossover_prob), None
+
+
+def _plots(run_dir: Path):
+    """After each generation, refresh progress.png and pareto.png in the run directory."""
+    def refresh(generation: int) -> None:
+        from evolve.report import write_plots
+
+        write_plots(run_dir)
+    return refresh
 
 
 def _report_best(run_dir: Path) -> None:
@@ -285,6 +327,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rng-seed", type=int, default=None, help="seed of the search's random stream")
     parser.add_argument("--max-failed-generations", type=int, default=None, metavar="K",
                         help="stop after K generations in a row where every evaluation failed (3)")
+    llm = parser.add_argument_group("language-model operators (endpoint and key from "
+                                    "OPENAI_BASE_URL and OPENAI_API_KEY)")
+    llm.add_argument("--llm-model", default=None, metavar="NAME[:W],...",
+                     help="model(s) for LLM mutation and crossover, e.g. gpt-4.1-mini or a:3,b:1")
+    llm.add_argument("--llm-share", type=float, default=None, help="share of offspring (0.25)")
+    llm.add_argument("--llm-concurrency", type=int, default=4, help="proposals in flight (4)")
+    llm.add_argument("--max-llm-tokens", type=int, default=None,
+                     help="stop proposing after this many prompt + completion tokens")
+    from evolve.supervisor import PACKAGE_ROOT
+
+    llm.add_argument("--program", default=str(PACKAGE_ROOT / "program.md"),
+                     help="the research agenda given to the model (program.md)")
     parser.set_defaults(func=cmd_run)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("prepare", help="build the tokenizer and token files for a dataset")

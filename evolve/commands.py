@@ -4,6 +4,7 @@
     python -m evolve lineage RUN [GENOME|best] [--no-diff]
     python -m evolve replay RUN [GENOME|best] [--repeats N]
     python -m evolve export RUN [GENOME|best] (--out FILE | --git DIR | --tsv FILE)
+    python -m evolve prompt RUN [GENOME|best] [--program FILE]   # what the LLM would be sent
 
 GENOME is an id or a unique prefix of one (8 characters are shown everywhere); `best` (the
 default) is run.best(): the lowest mean val_bpb among confirmed genomes. Every command reads
@@ -357,9 +358,37 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_prompt(args) -> int:
+    """Print exactly the chat messages an LLM mutation of GENOME would be sent now."""
+    from genome.prompt import mutation_prompt
+
+    from evolve.archive import Archive
+    from evolve.proposals import parent_measurement, prompt_context
+
+    run, err = open_run(args.run)
+    if err:
+        return _fail(err)
+    gid, err = resolve(run, args.genome)
+    if err:
+        return _fail(err)
+    program = Path(args.program)
+    if not program.is_file():
+        return _fail(f"--program {program}: no such file")
+    archive = Archive.open(Path(args.run), readonly=True)
+    try:
+        ctx = prompt_context(archive, program.read_text())
+        messages = mutation_prompt(run.source(gid), parent_measurement(archive, gid), ctx)
+    finally:
+        archive.close()
+    for m in messages:
+        print(f"===== {m['role']} =====")
+        print(m["content"])
+    return 0
+
+
 # -- registration --------------------------------------------------------------------------------
 def add_parsers(sub) -> None:
-    """Register show, lineage, replay and export on evolve.cli's subparsers."""
+    """Register show, lineage, replay, export and prompt on evolve.cli's subparsers."""
     genome_help = "a genome id or unique prefix, or best (default)"
     p = sub.add_parser("show", help="the Pareto front of a run, its noise floor and totals")
     p.add_argument("run", metavar="RUN", help="a run directory")
@@ -386,3 +415,12 @@ def add_parsers(sub) -> None:
     target.add_argument("--git", metavar="DIR", help="a new git repository, one commit per step")
     target.add_argument("--tsv", metavar="FILE", help="autoresearch-style results.tsv")
     p.set_defaults(func=cmd_export)
+
+    from evolve.supervisor import PACKAGE_ROOT
+
+    p = sub.add_parser("prompt", help="print what the language model would see for a genome")
+    p.add_argument("run", metavar="RUN", help="a run directory")
+    p.add_argument("genome", nargs="?", default="best", metavar="GENOME", help=genome_help)
+    p.add_argument("--program", default=str(PACKAGE_ROOT / "program.md"),
+                   help="the research agenda (program.md)")
+    p.set_defaults(func=cmd_prompt)

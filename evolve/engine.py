@@ -14,6 +14,11 @@ confirms a new best by evaluating it a second time, and selects the next populat
 - random:    operators applied to parents drawn uniformly from every scored genome, no selection.
 All three spend the same number of evaluations for the same flags, so they compare fairly.
 
+With a language model configured (evolve.proposals), a share `llm_share` of each generation's
+offspring comes from LLM mutation or crossover; those proposals are launched one generation
+ahead, while the evaluations of the current one run, and the time the engine still had to wait
+for them is reported in the generation summary.
+
 Resume: everything the loop needs is derived from the archive (the last finished
 generation's population, and the plan of an unfinished one), and the random stream of each
 generation is seeded by (rng_seed, generation), so a resumed run plans what the killed one
@@ -52,6 +57,7 @@ class EngineConfig:
     confirm: bool = True                        # re-evaluate a new best before declaring it
     max_failed_generations: int = 3
     rng_seed: int = 0
+    llm_share: float = 0.25                     # share of offspring proposed by the LLM, when on
 
     def problem(self) -> str | None:
         from genome.operators import MUTATIONS
@@ -66,6 +72,8 @@ class EngineConfig:
             return f"--strategy must be one of {', '.join(STRATEGIES)}"
         if not 0.0 <= self.crossover_prob <= 1.0:
             return "--crossover-prob must be within 0..1"
+        if not 0.0 <= self.llm_share <= 1.0:
+            return "--llm-share must be within 0..1"
         for name, w in self.operator_weights:
             if name not in MUTATIONS:
                 return f"unknown operator {name!r} in --operator-weights (see python -m genome list)"
@@ -127,8 +135,14 @@ class Stats:
 
 class Engine:
     def __init__(self, archive: Archive, eval_map: EvalMap, config: EngineConfig,
-                 seeds: list, log: Callable[[str], None] = print, show_progress: bool = True):
+                 seeds: list, log: Callable[[str], None] = print, show_progress: bool = True,
+                 proposer=None, on_generation: Callable[[int], None] | None = None):
         self.archive = archive
+        self.proposer = proposer            # evolve.proposals.Proposer, or None: AST operators only
+        self.on_generation = on_generation  # called after each finished generation (plots)
+        self._llm_note = ""                 # this generation's LLM line for the summary
+        self._llm_wait = 0.0
+        self._cap_said = False
         self.map = eval_map
         self.config = config
         self.seeds = seeds                  # genome.record.Genome, already contract-checked
@@ -227,6 +241,19 @@ class Engine:
             return [self.archive.genome(i.genome_id) for i in chosen]
         return pick
 
+    def _picker(self, population: list[str] | None):
+        """How this strategy draws parents: pick(rng) -> [Genome] or [Genome, Genome]."""
+        if not population:
+            seeds = list(self.seeds)
+            return lambda r: [r.choice(seeds)]
+        if self.config.strategy == "hillclimb":
+            incumbent = self.archive.genome(population[0])
+            return lambda r: [incumbent]
+        if self.config.strategy == "random":
+            pool = [self.archive.genome(g) for g in self.scored(self.archive.genome_ids())]
+            return lambda r: [r.choice(pool)]
+        return self._tournament(population)
+
     def plan(self, generation: int, population: list[str] | None) -> list[str]:
         rng = random.Random(f"{self.config.rng_seed}-{generation}")
         n = self.config.population
@@ -235,16 +262,61 @@ class Engine:
             for g in self.seeds:
                 self.archive.add_genome(g, 0)
                 planned.append(g.id)
-            seeds = list(self.seeds)
-            planned += self._offspring(rng, lambda r: [r.choice(seeds)], n - len(planned), 0)
-            return planned
-        if self.config.strategy == "hillclimb":
-            incumbent = self.archive.genome(population[0])
-            return self._offspring(rng, lambda r: [incumbent], n, generation)
-        if self.config.strategy == "random":
-            pool = [self.archive.genome(g) for g in self.scored(self.archive.genome_ids())]
-            return self._offspring(rng, lambda r: [r.choice(pool)], n, generation)
-        return self._offspring(rng, self._tournament(population), n, generation)
+            return planned + self._offspring(rng, self._picker(None), n - len(planned), 0)
+        planned = self._collect_llm(generation)
+        return planned + self._offspring(rng, self._picker(population), n - len(planned),
+                                         generation)
+
+    # -- language-model offspring ------------------------------------------------------------
+    def _launch_llm(self, generation: int, population: list[str] | None) -> None:
+        """Start the LLM proposals of `generation` now, while the previous one evaluates."""
+        if self.proposer is None or generation > self.config.generations:
+            return
+        k = round(self.config.llm_share * self.config.population)
+        if k == 0:
+            return
+        if self.proposer.capped(self.archive.llm_tokens()):
+            if not self._cap_said:
+                self.log(f"LLM token cap of {self.proposer.max_tokens} reached: continuing with "
+                         "the AST operators and crossover only")
+                self._cap_said = True
+            return
+        from evolve.proposals import parent_measurement, prompt_context
+
+        rng = random.Random(f"{self.config.rng_seed}-llm-{generation}")
+        pick = self._picker(population)
+        parents_list = [pick(rng) for _ in range(k)]
+        meas = {p.id: parent_measurement(self.archive, p.id) for ps in parents_list for p in ps}
+        ctx = prompt_context(self.archive, self.proposer.program)
+        self.proposer.launch(generation, parents_list, meas, ctx,
+                             frozenset(self.archive.genome_ids()))
+
+    def _collect_llm(self, generation: int) -> list[str]:
+        self._llm_note, self._llm_wait = "", 0.0
+        if self.proposer is None:
+            return []
+        from genome.record import Genome
+
+        made, waited = self.proposer.collect(generation)
+        planned, outcomes, tokens = [], Counter(), 0
+        for proposal, parents in made:
+            child = None
+            if proposal.child_source is not None:
+                child = Genome.child(proposal.child_source, parents, proposal.operator,
+                                     proposal.description)
+                self.archive.add_genome(child, generation)
+                if child.id not in planned:
+                    planned.append(child.id)
+            self.archive.add_llm_calls(generation, child.id if child else None,
+                                       proposal.operator, proposal.calls)
+            outcomes.update(c.outcome for c in proposal.calls)
+            tokens += proposal.prompt_tokens + proposal.completion_tokens
+        self._llm_wait = waited
+        if made:
+            self._llm_note = (f"llm {len(planned)}/{len(made)} children, {tokens} tokens, "
+                              f"waited {waited:.1f} s, calls " +
+                              " ".join(f"{k}:{v}" for k, v in sorted(outcomes.items())))
+        return planned
 
     # -- evaluation ----------------------------------------------------------------------------
     def _evaluate(self, ids: list[str], kind: str, generation: int) -> list[EvalResult]:
@@ -340,6 +412,7 @@ class Engine:
             if planned is None:
                 planned = self.plan(generation, population)
                 self.archive.plan_generation(generation, planned)
+            self._launch_llm(generation + 1, population)
             todo = [g for g in dict.fromkeys(planned) if self.stats(g).n == 0]
             reused = len(set(planned)) - len(todo)
             results = self._evaluate(todo, "eval", generation)
@@ -347,8 +420,13 @@ class Engine:
             population = self.select(population, planned)
             s = self.summary(generation, population, planned, results)
             s["reused"] = reused
+            if self.proposer is not None:
+                s.update(llm_wait_s=self._llm_wait, llm_tokens=self.archive.llm_tokens(),
+                         llm=self._llm_note)
             self.archive.finish_generation(generation, population, s)
             self.log(format_summary(s, self.config.generations))
+            if self.on_generation is not None:
+                self.on_generation(generation)
             if results and not any(r.ok for r in results):
                 failed_streak += 1
                 if failed_streak >= self.config.max_failed_generations:
@@ -379,7 +457,11 @@ def format_summary(s: dict, generations: int) -> str:
             + f" [{s['best_id'][:8]}]") if s.get("best_bpb") is not None else "best -"
     noise = f"  noise {s['noise_floor']:.5f}" if s.get("noise_floor") else ""
     fails = " ".join(f"{k}:{v}" for k, v in sorted(s["failures"].items())) or "none"
-    return (f"gen {s['generation']}/{generations}  {best}{noise}  front {s['front_size']}  "
+    line = (f"gen {s['generation']}/{generations}  {best}{noise}  front {s['front_size']}  "
             f"hv {s['hypervolume']:.3g}  evals {s['evals_total']} (+{s['evals_new']}, "
             f"{s.get('reused', 0)} reused)  fail {fails}  {_duration(s['elapsed_s'])}  "
             f"eta {_duration(s['eta_s'])}")
+    if "llm_tokens" in s:
+        line += (f"\n    {s.get('llm') or 'llm: no proposals this generation'}; "
+                 f"workers waited {s['llm_wait_s']:.1f} s; {s['llm_tokens']} tokens in total")
+    return line

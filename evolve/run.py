@@ -9,6 +9,9 @@
     run.lineage(id) rows from the seed down to the genome (first parent at each step)
     run.source(id)  the genome's source text
     run.noise_floor the pooled standard deviation of val_bpb over repeated evaluations
+    run.llm_calls   one row per language-model call: generation, genome_id (the child, if any),
+                    operator, model, prompt_tokens, completion_tokens, latency_s, outcome, error
+                    (run.df has llm_model, prompt_tokens, completion_tokens per genome)
 
 The archive is opened read-only; loading a run that is still being written is safe.
 Replays (kind = replay) appear in run.evals but never change run.df.
@@ -73,7 +76,13 @@ class Run:
             "SELECT genome_id, parent_ids, operator, description, generation, created_at "
             "FROM genomes ORDER BY rowid", archive.conn)
         genomes["parent_ids"] = genomes.parent_ids.map(lambda s: tuple(json.loads(s)))
+        self.llm_calls = (pd.read_sql_query("SELECT * FROM llm_calls ORDER BY call_id", archive.conn)
+                          if archive.has_table("llm_calls") else pd.DataFrame(columns=[
+                              "call_id", "generation", "genome_id", "operator", "model",
+                              "prompt_tokens", "completion_tokens", "latency_s", "outcome",
+                              "error", "started_at"]))
         self.df = self._genome_table(genomes)
+        self._add_llm_columns()
         self.noise_floor = noise_floor(self.evals) if len(self.evals) else None
         self.generations = archive.generations()
 
@@ -105,6 +114,19 @@ class Run:
             df.loc[idx, "on_front"] = pareto_mask(df.loc[idx, "val_bpb"].to_numpy(),
                                                   df.loc[idx, "tokens_per_sec"].to_numpy())
         return df
+
+    def _add_llm_columns(self) -> None:
+        """Tokens of the proposal that made each genome (all its calls, retries included)."""
+        calls = self.llm_calls[self.llm_calls.genome_id.notna()]
+        if len(calls):
+            by = calls.groupby("genome_id").agg(
+                llm_model=("model", "last"), prompt_tokens=("prompt_tokens", "sum"),
+                completion_tokens=("completion_tokens", "sum")).reset_index()
+            self.df = self.df.merge(by, on="genome_id", how="left")
+        else:
+            self.df["llm_model"] = None
+            self.df["prompt_tokens"] = np.nan
+            self.df["completion_tokens"] = np.nan
 
     def pareto(self) -> pd.DataFrame:
         return self.df[self.df.on_front].sort_values("val_bpb").reset_index(drop=True)
