@@ -12,7 +12,7 @@ import pytest
 from genome.contract import check_source
 from genome.operators import CROSSOVERS, MUTATIONS
 from genome.record import identity
-from genome_paths import BAD, GENOMES, REPO, read
+from tests.genome.genome_paths import BAD, GENOMES, REPO, read
 
 TINY = GENOMES / "tiny_gpt.py"
 TINY_B = GENOMES / "tiny_gpt_b.py"

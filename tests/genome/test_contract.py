@@ -11,7 +11,7 @@ import pytest
 
 from genome.contract import CheckReport, Problem, check_file, check_source
 from genome.static_check import check_all, check_static
-from genome_paths import ADVERSARIAL, BAD, parent_files, read
+from tests.genome.genome_paths import ADVERSARIAL, BAD, parent_files, read
 
 BAD_FILES = sorted(BAD.glob("*.py"))
 HEADER = re.compile(r"^# expect: (?P<code>[\w-]+)(?: line (?P<line>\d+))?")

@@ -10,7 +10,7 @@ from genome.crossover import cross_constants, cross_definitions
 from genome.cst_tree import parse
 from genome.literals import numeric_values
 from genome.record import Genome, identity
-from genome_paths import GENOMES, read
+from tests.genome.genome_paths import GENOMES, read
 
 A = read(GENOMES / "tiny_gpt.py")
 B = read(GENOMES / "tiny_gpt_b.py")

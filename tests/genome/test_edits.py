@@ -6,7 +6,7 @@ from __future__ import annotations
 from genome.contract import check_source
 from genome.edits import apply_edits, apply_response, normalised_form, parse_response, vet_child
 from genome.record import identity
-from genome_paths import FIXTURES, SEEDS, read
+from tests.genome.genome_paths import FIXTURES, SEEDS, read
 
 TINY = read(FIXTURES / "engine" / "tiny.py")
 

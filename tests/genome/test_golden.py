@@ -17,7 +17,7 @@ import pytest
 
 from genome.operators import CROSSOVERS, MUTATIONS
 from genome.record import identity
-from genome_paths import GOLDEN, read
+from tests.genome.genome_paths import GOLDEN, read
 
 CASES = [
     ("constant", 7, "constants", "TOTAL_BATCH_TOKENS 2**19 -> 2**18, DEVICE_BATCH_SIZE 128 -> 64 "

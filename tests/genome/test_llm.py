@@ -15,7 +15,7 @@ from genome.contract import check_source
 from genome.llm import LLMClient, LLMSettings, parse_models, settings_from_env
 from genome.prompt import Measurement, PromptContext
 from genome.record import identity
-from genome_paths import FIXTURES, REPO, read
+from tests.genome.genome_paths import FIXTURES, REPO, read
 from tests.llm_server import LLMServer, Reply
 
 TINY = read(FIXTURES / "engine" / "tiny.py")

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from genome.operators import MUTATIONS
-from genome_paths import GOLDEN, read
+from tests.genome.genome_paths import GOLDEN, read
 
 HEAD = "import torch\nimport torch.nn.functional as F\nfrom evolve import harness\n\n"
 TAIL = "\nharness.submit(torch.nn.Linear(4, 4))\n"

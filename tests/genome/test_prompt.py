@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from genome import prompt
 from genome.prompt import Measurement, PromptContext, crossover_prompt, format_losses, \
     format_measurement, measurement_of, mutation_prompt, retry_message
-from genome_paths import FIXTURES, REPO, read
+from tests.genome.genome_paths import FIXTURES, REPO, read
 
 TINY = read(FIXTURES / "engine" / "tiny.py")
 PROGRAM = read(REPO / "program.md")

@@ -17,7 +17,7 @@ from genome.operators import CROSSOVERS, MUTATIONS, Operator, cross, mutate
 from genome.record import Genome, identity
 from genome.result import OpResult, Status, call_guarded
 from genome.static_check import check_all, check_static
-from genome_paths import parent_files, read
+from tests.genome.genome_paths import parent_files, read
 
 FILES = parent_files()
 SOURCES = [read(p) for p in FILES]

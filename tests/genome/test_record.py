@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from genome.record import Genome, canonical_form, identity
-from genome_paths import parent_files, read
+from tests.genome.genome_paths import parent_files, read
 
 FILES = parent_files()
 SOURCES = [read(p) for p in FILES]
