@@ -354,8 +354,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_eval)
     from evolve.commands import add_parsers
+    from evolve.report import add_parser as add_report
 
     add_parsers(sub)
+    add_report(sub)
     return parser
 
 

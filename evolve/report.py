@@ -18,10 +18,10 @@ through evolve.run.load_run only.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import io
+import logging
 import math
 import os
 import sys
@@ -51,8 +51,11 @@ def locate_run(environ=None, root: str | Path = "runs") -> tuple[Path | None, st
         if not (path / "archive.sqlite").is_file():
             return None, f"EVOLVE_RUN={path} is not a run directory (no archive.sqlite)"
         return path, None
+    def changed(p: Path) -> float:       # WAL mode: new writes land in archive.sqlite-wal
+        wal = p.with_name(p.name + "-wal")
+        return max(p.stat().st_mtime, wal.stat().st_mtime if wal.exists() else 0.0)
     archives = sorted(Path(root).glob("*/archive.sqlite"),
-                      key=lambda p: (p.stat().st_mtime, p.parent.name))
+                      key=lambda p: (changed(p), p.parent.name))
     if not archives:
         return None, (f"no run directory under {Path(root).resolve()}; start one with "
                       "python -m evolve, or set EVOLVE_RUN=DIR")
@@ -104,7 +107,8 @@ def progress_frame(run) -> pd.DataFrame:
         "index": np.arange(len(ev)), "eval_id": ev.eval_id, "genome_id": ev.genome_id,
         "kind": ev.kind, "generation": ev.generation, "status": ev.status,
         "val_bpb": ok_bpb, "running_best": ok_bpb.cummin(), "confirmed_bpb": confirmed,
-        "confirmed_best": pd.Series(confirmed, dtype=float).ffill(), "description": [str(desc.get(g, "")) for g in ev.genome_id]}, columns=cols)
+        "confirmed_best": pd.Series(confirmed, dtype=float).ffill(),
+        "description": [str(desc.get(g, "")) for g in ev.genome_id]}, columns=cols)
 
 
 def fronts_by_generation(run) -> pd.DataFrame:
@@ -155,9 +159,10 @@ def front_history(run) -> pd.DataFrame:
 
 def lineage_table(run, genome_id: str | None = None) -> pd.DataFrame:
     """From the seed to `genome_id` (default: run.best()), one row per step with the change of
-    val_bpb against the step before and the unified diff against the first parent."""
+    val_bpb against the step before and the unified diff against the first parent (a crossover
+    names its second parent in second_parent)."""
     cols = ["step", "genome", "operator", "description", "status", "val_bpb", "change",
-            "tokens_per_sec", "n_ok", "diff"]
+            "tokens_per_sec", "n_ok", "second_parent", "diff"]
     genome_id = genome_id or _best_id(run)
     if genome_id is None:
         return pd.DataFrame(columns=cols)
@@ -168,6 +173,7 @@ def lineage_table(run, genome_id: str | None = None) -> pd.DataFrame:
         "operator": chain.operator, "description": chain.description, "status": chain.status,
         "val_bpb": bpb, "change": bpb.diff(), "tokens_per_sec": chain.tokens_per_sec.round(0),
         "n_ok": chain.n_ok,
+        "second_parent": [p[1][:8] if len(p) > 1 else "" for p in chain.parent_ids],
         "diff": [(run.diffs(g) or ("",))[0] if i else "" for i, g in enumerate(chain.genome_id)]},
         columns=cols)
 
@@ -226,11 +232,11 @@ def _llm_tokens(df: pd.DataFrame, llm_calls: pd.DataFrame | None) -> pd.Series |
 
 
 def failure_table(run) -> pd.DataFrame:
-    """Failed evaluations grouped by status and reason, most frequent first, with the genomes
-    and the last line the genome wrote to stderr."""
+    """Failed evaluations (kind eval or confirm) grouped by status and reason, most frequent
+    first, with the genomes and the last line the genome wrote to stderr."""
     cols = ["status", "reason", "count", "genomes", "last_stderr_line"]
     ev = run.evals
-    bad = ev[ev.status != "ok"] if len(ev) else ev
+    bad = ev[(ev.status != "ok") & ev.kind.isin(SCORED_KINDS)] if len(ev) else ev
     if not len(bad):
         return pd.DataFrame(columns=cols)
     rows = []
@@ -277,24 +283,27 @@ def _figure(nrows: int = 1, height_ratios=None):
     return fig, axes
 
 
-def _bpb_limits(values) -> tuple[float, float] | None:
-    """y-limits that keep the search visible: a diverged genome can score several bits per byte
-    above the rest, so values far above the 90th percentile are clipped to the top edge."""
+def _bpb_limits(values, first: float | None = None) -> tuple[float, float] | None:
+    """y-limits that keep the search visible: the best value at the bottom, and at the top the
+    median (or the first evaluation, a run's usual reference, if worse) plus as much again. A
+    genome that learned nothing scores several bits per byte above the rest; such values are
+    clipped to the top edge instead of squashing everything else into one line."""
     v = np.array([x for x in values if _num(x) is not None], dtype=float)
     if not len(v):
         return None
-    lo, hi, q90 = v.min(), v.max(), np.quantile(v, 0.9)
-    top = min(hi, q90 + max(q90 - lo, 1e-9))
+    lo, hi = v.min(), v.max()
+    ref = max(float(np.median(v)), first if _num(first) is not None else -math.inf)
+    top = min(hi, ref + (ref - lo))
     pad = max(top - lo, abs(lo) * 0.01, 1e-3) * 0.08
     return lo - pad, top + pad
 
 
 def _clip_marks(ax, xs, ys, limits, **kw) -> None:
     """Points above the y-limit, drawn as triangles on the top edge."""
-    over = [(x, limits[1]) for x, y in zip(xs, ys) if _num(y) is not None and y > limits[1]]
+    edge = limits[1] - 0.02 * (limits[1] - limits[0])       # just inside the top edge
+    over = [(x, edge) for x, y in zip(xs, ys) if _num(y) is not None and y > limits[1]]
     if over:
-        ax.scatter(*zip(*over), marker="^", s=40, clip_on=False, zorder=4,
-                   label=f"off scale ({len(over)})", **kw)
+        ax.scatter(*zip(*over), marker="^", s=40, zorder=4, label=f"off scale ({len(over)})", **kw)
 
 
 def plot_progress(run):
@@ -304,11 +313,12 @@ def plot_progress(run):
     p = progress_frame(run)
     ok = p[p.val_bpb.notna()]
     n_conf = int(p.confirmed_bpb.notna().sum())
+    noise = f", noise floor ±{run.noise_floor:.4f} bpb" if run.noise_floor else ""
     ax.set_title(f"Search progress of {run.run_dir.name}: {len(p)} evaluations, {len(ok)} OK, "
-                 f"{n_conf} confirmed new best(s)", loc="left")
+                 f"{n_conf} confirmed new best(s){noise}", loc="left")
     ax.set_ylabel(BPB_LABEL)
     ax.grid(alpha=0.3)
-    limits = _bpb_limits(ok.val_bpb)
+    limits = _bpb_limits(ok.val_bpb, ok.val_bpb.iloc[0] if len(ok) else None)
     if limits is None:
         ax.text(0.5, 0.5, "no scored evaluation yet" if len(p) else "no evaluations yet",
                 ha="center", va="center", transform=ax.transAxes, fontsize=14, color="0.4")
@@ -317,9 +327,9 @@ def plot_progress(run):
         for kind, style in (("eval", dict(c="#1f77b4", alpha=0.55, label="evaluation (OK)")),
                             ("confirm", dict(facecolors="none", edgecolors="#1f77b4",
                                              label="confirming re-evaluation"))):
-            k = ok[ok.kind == kind]
+            k = ok[(ok.kind == kind) & (ok.val_bpb <= limits[1])]
             if len(k):
-                ax.scatter(k["index"], k.val_bpb.clip(upper=limits[1]), s=22, zorder=3, **style)
+                ax.scatter(k["index"], k.val_bpb, s=22, zorder=3, **style)
         _clip_marks(ax, ok["index"], ok.val_bpb, limits, c="#1f77b4")
         xs = list(ok["index"]) + [len(p) - 1]
         ys = list(ok.running_best) + [ok.running_best.iloc[-1]]
@@ -335,12 +345,9 @@ def plot_progress(run):
                        label="confirmed new best (mean of 2 OK evaluations)")
             for r in conf.tail(15).itertuples():
                 text = r.description if len(r.description) <= 34 else r.description[:33] + "…"
-                ax.annotate(text, (r.index, r.confirmed_bpb), xytext=(6, 8),
-                            textcoords="offset points", fontsize=7.5, rotation=20, color="0.2")
+                ax.annotate(text, (r.index, r.confirmed_bpb), xytext=(5, 7),
+                            textcoords="offset points", fontsize=7.5, rotation=30, color="0.2")
         ax.set_ylim(*limits)
-        if run.noise_floor:
-            ax.text(0.99, 0.98, f"noise floor ±{run.noise_floor:.4f} bpb", ha="right", va="top",
-                    transform=ax.transAxes, fontsize=8, color="0.35")
         ax.legend(loc="best", fontsize=8, framealpha=0.9)
     _failure_strip(axf, p)
     axf.set_xlabel("evaluation index (eval and confirm, in the order they finished)")
@@ -352,7 +359,7 @@ def plot_progress(run):
 def _failure_strip(ax, p: pd.DataFrame) -> None:
     bad = p[p.status != "ok"]
     statuses = sorted(set(bad.status))
-    ax.set_ylabel("failed", rotation=0, ha="right", va="center")
+    ax.set_ylabel("failures")
     ax.grid(axis="x", alpha=0.3)
     if not statuses:
         ax.set_yticks([])
@@ -382,15 +389,17 @@ def plot_pareto(run):
     ax.set_xlabel(TPS_LABEL)
     ax.set_ylabel(BPB_LABEL)
     ax.grid(alpha=0.3)
-    limits = _bpb_limits(scored.val_bpb)
+    seeds = scored.val_bpb[scored.operator == "seed"]
+    limits = _bpb_limits(scored.val_bpb, seeds.max() if len(seeds) else None)
     if limits is None:
         ax.text(0.5, 0.5, "no scored genome yet", ha="center", va="center",
                 transform=ax.transAxes, fontsize=14, color="0.4")
         ax.set_yticks([])
         ax.set_xticks([])
         return fig
-    ax.scatter(scored.tokens_per_sec, scored.val_bpb.clip(upper=limits[1]), s=20, c="0.65",
-               zorder=2, label="scored genome")
+    inside = scored[scored.val_bpb <= limits[1]]
+    ax.scatter(inside.tokens_per_sec, inside.val_bpb, s=20, c="0.65", zorder=2,
+               label="scored genome")
     _clip_marks(ax, scored.tokens_per_sec, scored.val_bpb, limits, c="0.65")
     fronts = fronts_by_generation(run)
     gens = sorted(set(fronts.generation)) or [0]
@@ -410,7 +419,9 @@ def plot_pareto(run):
                 marker=".", label=f"front after generation {g}" if len(moved) <= 6 else None)
     ax.step(front.tokens_per_sec, front.val_bpb, where="pre", c="#d62728", lw=2.2, zorder=3,
             marker="o", ms=6, label="front now")
-    for r in front.itertuples():
+    _clip_marks(ax, front.tokens_per_sec, front.val_bpb, limits, c="#d62728")
+    # Ten labels at most: more would overlap.
+    for r in front[front.val_bpb <= limits[1]].nsmallest(10, "val_bpb").itertuples():
         ax.annotate(r.genome_id[:8], (r.tokens_per_sec, r.val_bpb), xytext=(6, -10),
                     textcoords="offset points", fontsize=7.5, color="0.2")
     selected = [g for g in run.generations if g.get("population")]
@@ -445,15 +456,26 @@ def png_bytes(fig) -> bytes:
 def _write_atomic(path: Path, data: bytes) -> None:
     """Write beside, then rename: a viewer refreshing the file never sees half a PNG."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _render(run) -> dict[str, bytes]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")          # layout or font warnings are not the user's
-        return {"progress.png": png_bytes(plot_progress(run)),
-                "pareto.png": png_bytes(plot_pareto(run))}
+    """Both plots as PNG bytes, quietly: layout and font notices are not the user's business
+    (and write_plots runs beside the engine's progress lines)."""
+    mpl_log = logging.getLogger("matplotlib")
+    level = mpl_log.level
+    mpl_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return {"progress.png": png_bytes(plot_progress(run)),
+                    "pareto.png": png_bytes(plot_pareto(run))}
+    finally:
+        mpl_log.setLevel(level)
 
 
 def write_plots(run_dir) -> list[Path]:
@@ -480,11 +502,20 @@ pre{background:#f8f8f8;padding:.6em;overflow-x:auto;font-size:12px}.add{color:#1
 .del{color:#cf222e}.hunk{color:#6f42c1}h2{border-bottom:1px solid #ddd;padding-bottom:.2em}"""
 
 
+FORMATS = {"val_bpb": "{:.6f}", "val_bpb_std": "{:.6f}", "best_bpb": "{:.6f}",
+           "change": "{:+.6f}", "tokens_per_sec": "{:,.0f}", "peak_memory_mb": "{:,.0f}",
+           "valid_rate": "{:.0%}", "improved_rate": "{:.0%}", "hypervolume": "{:.4g}",
+           "llm_tokens_per_improvement": "{:,.0f}"}
+
+
 def _table_html(df: pd.DataFrame, css_class: str, empty: str) -> str:
     if not len(df):
         return f"<p>{html.escape(empty)}</p>"
+
+    def fmt(pattern):
+        return lambda x: "-" if _num(x) is None else pattern.format(float(x))
     return df.to_html(index=False, escape=True, classes=css_class, border=0, na_rep="-",
-                      float_format=lambda x: f"{x:.6g}")
+                      formatters={c: fmt(f) for c, f in FORMATS.items() if c in df.columns})
 
 
 def _diff_html(diff: str) -> str:
@@ -568,8 +599,3 @@ def add_parser(sub) -> None:
     p.add_argument("run", metavar="RUN", help="a run directory")
     p.set_defaults(func=cmd_report)
 
-
-if __name__ == "__main__":                      # python -m evolve.report RUN
-    parser = argparse.ArgumentParser(prog="python -m evolve.report", description=__doc__.split("\n")[0])
-    parser.add_argument("run", metavar="RUN", help="a run directory")
-    raise SystemExit(cmd_report(parser.parse_args()))
