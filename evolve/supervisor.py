@@ -12,10 +12,11 @@
    allowance runs out), counts the tokens handed out and stops serving when the budget is spent;
 3. the supervisor's clock is final: after budget + submit allowance the whole process tree is
    killed (TIMEOUT); too many processes or too much scratch disk is a CRASH;
-4. after the child's tree is dead, trusted files are checked (and restored) against the
-   snapshot taken at start (tampering is CHEAT), the exported model is moved to a private
-   directory and scored by a separate scorer process (evolve.scorer) against the eval rows the
-   supervisor holds in memory.
+4. after the child's tree is dead, the exported model is moved to a private directory and
+   scored by a separate scorer process (evolve.scorer) against the eval rows the supervisor
+   holds in memory. Where landlock is unavailable (so the genome could write outside its
+   scratch directory), the package files are also compared with a snapshot taken at start and
+   restored; a change is CHEAT.
 
 Every outcome is a value: evaluate() never raises for anything the genome does.
 """
