@@ -97,7 +97,9 @@ def _to_tensors(payload: bytearray, batch_size: int):
     t = torch.from_numpy(rows.astype(np.int64))
     if DEVICE != "cpu":
         t = t.pin_memory().to(DEVICE, non_blocking=True)
-    return t[:, :-1], t[:, 1:]
+    # Contiguous copies (B x T int64, cheap next to a training step), so that a genome's
+    # `targets.view(-1)` works as it would on any ordinary loader's tensors.
+    return t[:, :-1].contiguous(), t[:, 1:].contiguous()
 
 
 def train_batches(batch_size: int):

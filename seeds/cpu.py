@@ -26,7 +26,7 @@ from evolve import harness
 
 # ---- model shape
 DEPTH = 4  # transformer blocks
-ASPECT_RATIO = 32  # model dim = 4 * 32 = 128
+ASPECT_RATIO = 32  # model dim = DEPTH * ASPECT_RATIO (= 128), rounded up to a multiple of HEAD_DIM
 HEAD_DIM = 32  # channels per attention head (4 heads)
 MLP_RATIO = 4  # MLP hidden width / model dim
 WINDOW_PATTERN = "L"  # full causal attention everywhere: at SEQ_LEN 256 a band mask saves nothing on a CPU

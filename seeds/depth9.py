@@ -34,7 +34,7 @@ from evolve import harness
 
 # ---- model shape
 DEPTH = 9  # transformer blocks
-ASPECT_RATIO = 57  # model dim = 9 * 57 = 513, rounded up to 640
+ASPECT_RATIO = 57  # model dim = DEPTH * ASPECT_RATIO (= 513), rounded up to a multiple of HEAD_DIM (640)
 HEAD_DIM = 128  # channels per attention head
 MLP_RATIO = 4  # MLP hidden width / model dim
 WINDOW_PATTERN = "SSSL"  # attention window per layer, cycled: S = short, L = full; last layer is always L
