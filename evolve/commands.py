@@ -21,12 +21,13 @@ What it does not do: change genomes or evaluations already recorded, or pick wha
 
 from __future__ import annotations
 
-import math
 import sqlite3
 import sys
 import time
 from collections import Counter
 from pathlib import Path
+
+from evolve.result import finite_or_none as _num
 
 SCORED_KINDS = ("eval", "confirm")
 
@@ -39,13 +40,6 @@ def _fail(message: str) -> int:
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
-
-def _num(x) -> float | None:
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
 
 
 # -- opening a run and naming a genome ------------------------------------------------------------

@@ -20,11 +20,12 @@ What it does not do: read the archive (commands.py hands it a Run), evaluate, or
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import shutil
 import subprocess
 from pathlib import Path
+
+from evolve.result import finite_or_none as _num
 
 TSV_HEADER = ("commit", "val_bpb", "memory_gb", "status", "description")
 SCORED_KINDS = ("eval", "confirm")        # replays never change what a genome scored
@@ -49,14 +50,6 @@ class LineageStep:
     peak_memory_mb: float | None
     created_at: float                 # wall clock (time.time()) the genome was proposed
 
-
-def _num(x) -> float | None:
-    """A finite float, or None for NaN/None (pandas gives NaN for missing values)."""
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
 
 
 def step_from_row(row, source: str) -> LineageStep:

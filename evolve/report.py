@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from evolve.run import SCORED_KINDS, pareto_mask
+from evolve.result import finite_or_none as _num
 
 BPB_LABEL = "val_bpb (bits per byte, lower is better)"
 TPS_LABEL = "throughput (tokens/s, higher is better)"
@@ -61,13 +62,6 @@ def locate_run(environ=None, root: str | Path = "runs") -> tuple[Path | None, st
                       "python -m evolve, or set EVOLVE_RUN=DIR")
     return archives[-1].parent, None
 
-
-def _num(x) -> float | None:
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
 
 
 def _best_id(run) -> str | None:

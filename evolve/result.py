@@ -101,7 +101,8 @@ _FLOAT_FIELDS = ("val_bpb", "tokens_per_sec", "training_seconds", "total_seconds
                  "startup_seconds", "scoring_seconds", "peak_memory_mb", "mfu")
 
 
-def _finite_or_none(x: Any) -> float | None:
+def finite_or_none(x: Any) -> float | None:
+    """A finite float, or None for None, NaN, Inf and anything that is not a number."""
     if x is None:
         return None
     try:
@@ -121,7 +122,7 @@ def make_result(status: Status, **fields: Any) -> EvalResult:
     raw_bpb = fields.get("val_bpb")
     for name in _FLOAT_FIELDS:
         if name in fields:
-            fields[name] = _finite_or_none(fields[name])
+            fields[name] = finite_or_none(fields[name])
     for name in ("num_params", "tokens", "exit_code"):
         if fields.get(name) is not None:
             fields[name] = int(fields[name])
