@@ -171,7 +171,8 @@ def cmd_run(args) -> int:
 
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     if args.resume:
-        clash = [f"--{f.replace('_', '-')}" for f in RUN_FLAGS if getattr(args, f) not in (None, False)]
+        clash = [f"--{f.replace('_', '-')}" for f in RUN_FLAGS
+                 if getattr(args, f) is not None and getattr(args, f) is not False]
         if clash:
             return _fail(f"--resume continues a run with its own settings; drop {', '.join(clash)}")
         try:

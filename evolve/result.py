@@ -40,7 +40,7 @@ class EvalResult:
     reason: str = ""                         # one line; empty when OK
     val_bpb: float | None = None             # bits per byte on the fixed eval set; OK only
     tokens_per_sec: float | None = None      # tokens the harness handed out / training_seconds
-    training_seconds: float | None = None    # supervisor clock: first batch -> budget end/submit
+    training_seconds: float | None = None    # supervisor clock: first batch -> budget end/exit
     total_seconds: float | None = None       # supervisor clock: spawn -> scored
     startup_seconds: float | None = None     # spawn -> first training batch
     scoring_seconds: float | None = None     # scorer process wall clock

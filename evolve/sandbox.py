@@ -69,11 +69,23 @@ def landlock_abi() -> int:
 
 
 def python_read_roots() -> list[str]:
-    """Directories Python needs to import the project and its dependencies."""
-    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))}
-    roots.update(p for p in sys.path if p and os.path.isdir(p))
+    """Directories Python needs to import the project and its dependencies: the interpreter's
+    prefixes, the import path and the project root, but never the current directory (python -m
+    puts it on sys.path, and it may be a home directory) nor the data cache."""
     import evolve
-    roots.add(str(Path(evolve.__file__).resolve().parent.parent))
+    from evolve.task import home_dir
+
+    project = Path(evolve.__file__).resolve().parent.parent
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix,
+             os.path.dirname(os.path.realpath(sys.executable)), str(project)}
+    cwd = os.getcwd()
+    cache = str(home_dir().resolve())
+    home = str(Path.home().resolve())
+    for p in sys.path:
+        p = os.path.realpath(p) if p else ""
+        if not p or not os.path.isdir(p) or p in (cwd, home) or p.startswith(cache):
+            continue
+        roots.add(p)
     return sorted(roots)
 
 
@@ -94,7 +106,10 @@ def apply_landlock(read: list[str], write: list[str]) -> str | None:
         | (_FS_IOCTL_DEV if abi >= 5 else 0)
     read_rights = _FS_EXECUTE | _FS_READ_FILE | _FS_READ_DIR
     try:
-        rules = [(p, read_rights) for p in read] + [(p, fs) for p in write] + [("/dev", fs)]
+        # /dev: use existing devices (GPU nodes need ioctl), create nothing: a file made in
+        # /dev/shm would outlive the evaluation and could carry weights to the next one.
+        dev_rights = _FS_READ_FILE | _FS_WRITE_FILE | _FS_READ_DIR | (_FS_IOCTL_DEV if abi >= 5 else 0)
+        rules = [(p, read_rights) for p in read] + [(p, fs) for p in write] + [("/dev", dev_rights)]
         for path, rights in rules:
             try:
                 fd = os.open(path, os.O_PATH | os.O_CLOEXEC)

@@ -13,11 +13,15 @@ calls it with input tokens only. It never receives the targets. The job file nam
 val_bpb = sum over scored targets of cross-entropy in nats (fp32 logits, fp64 sums) divided by
 (ln 2 x the UTF-8 bytes of those targets). Targets with zero bytes (BOS) are not scored.
 
-Before trusting the number, three checks on the same program:
-- state: the first eval batch is scored again at the end; a program whose logits changed keeps
-  state across calls (e.g. a cache of earlier eval batches) and is invalid;
-- causality probe: on eval batches chosen at random (unpredictable, after export), the tokens
-  after position t are replaced by random tokens; logits at positions <= t must not move;
+Before loading, the archive is checked to hold plain tensors only (no pickled weights or
+objects, no compiled code), because torch.export.load would unpickle them. Before trusting the
+number, these checks on the same program:
+- state: every buffer and parameter must be unchanged after scoring, and the first eval batch
+  scored again at the end must give the same logits; a program that keeps state across calls
+  (e.g. a cache of earlier eval batches) is invalid;
+- causality probe: on eval batches chosen at random (unpredictable, after export), each row
+  gets its own random cut t and the tokens after it are replaced by random tokens; logits at
+  positions <= t must not move;
 - row independence: the same batch with its rows permuted must give the permuted logits.
 A failed probe is CHEAT. Results go to the job's `out` file as JSON; this module never prints a
 score to be grepped and never raises past main().
@@ -34,6 +38,33 @@ import time
 import traceback
 
 TOL = {"float32": 1e-4, "float64": 1e-6}    # relative to max |logit|; 16-bit dtypes: 1e-2
+
+
+def check_archive(path: str) -> str | None:
+    """Refuse a .pt2 file that would make torch.export.load unpickle anything.
+
+    torch.export.load reads weights marked use_pickle, and opaque/custom objects, with pickle,
+    which runs arbitrary code: a genome writes this file, so only plain tensors are allowed.
+    (TORCH_FORCE_WEIGHTS_ONLY_LOAD=1, set in main(), covers the remaining torch.load calls.)"""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            for name in z.namelist():
+                if "aotinductor" in name or name.endswith((".so", ".pkl")):
+                    return f"archive member {name!r} is not allowed (compiled code or pickle)"
+                if name.endswith("_config.json"):
+                    config = json.loads(z.read(name)).get("config", {})
+                    for key, entry in config.items():
+                        if not isinstance(entry, dict):
+                            return f"malformed {name}"
+                        if entry.get("use_pickle"):
+                            return f"{key} is stored with pickle; only plain tensors are allowed"
+                        if str(entry.get("path_name", "")).startswith(("opaque_obj_", "custom_obj_")):
+                            return f"{key} is a pickled object; only plain tensors are allowed"
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        return f"not a torch.export archive ({type(e).__name__})"
+    return None
 
 
 def _load_kernels() -> None:
@@ -57,6 +88,9 @@ def score(job: dict) -> dict:
 
     t_start = time.time()
     device = job["device"]
+    problem = check_archive(job["program"])
+    if problem:
+        return {"status": "invalid", "reason": f"submitted model refused: {problem}"}
     try:
         program = torch.export.load(job["program"])
     except Exception as e:
@@ -66,14 +100,21 @@ def score(job: dict) -> dict:
     state = program.state_dict
     num_params = int(sum(state[n].numel() for n in sig.parameters if n in state))
     module = program.module()
+    # Every tensor the program holds, to prove afterwards that scoring changed none of them: a
+    # program that updates its buffers in place could carry eval data from batch to batch.
+    held = {f"buffer {k}": v.detach().clone() for k, v in module.named_buffers()}
+    held.update({f"parameter {k}": v.detach().clone() for k, v in module.named_parameters()})
     rows = torch.from_numpy(np.load(job["eval_rows"]).astype(np.int64)).to(device)
     token_bytes = torch.from_numpy(np.load(job["token_bytes"]).astype(np.int64)).to(device)
     B, V = int(job["batch_size"]), int(job["vocab_size"])
     n_batches = rows.shape[0] // B
     T = rows.shape[1] - 1
     rng = random.SystemRandom()              # the genome cannot predict which batches are probed
-    probes = {b: rng.randrange(T // 8, T - T // 8) for b in rng.sample(range(n_batches),
-                                                                         min(2, n_batches))}
+    # Each probed row gets its own cut t: positions after it are replaced, positions <= t must
+    # not move, so one probed batch checks B different positions.
+    probes = {b: torch.tensor([rng.randrange(T // 8, T - T // 8) for _ in range(B)],
+                              device=device) for b in rng.sample(range(n_batches), min(2, n_batches))}
+    position = torch.arange(T, device=device)
     refs = {}
     nats = 0.0
     nbytes = 0
@@ -97,7 +138,7 @@ def score(job: dict) -> dict:
             nats += batch_nats
             nbytes += int(w.sum().item())
             if b in probes:
-                refs[b] = logits[:, :probes[b] + 1].clone()
+                refs[b] = logits.clone()
             if b == 0:
                 first = logits.clone()
         dtype = str(refs[next(iter(refs))].dtype).replace("torch.", "") if refs else "float32"
@@ -108,22 +149,31 @@ def score(job: dict) -> dict:
                     "reason": f"the model keeps state across calls: the first eval batch scored "
                               f"again gives logits that differ by {rel:.3g} (relative)"}
         worst = rel
-        for b, t in probes.items():
+        for b, cut in probes.items():
             x = rows[b * B:(b + 1) * B, :-1]
-            noisy = x.clone()
-            noisy[:, t + 1:] = torch.randint(0, V, noisy[:, t + 1:].shape, device=device)
-            _, rel = _moved(refs[b], module(noisy)[:, :t + 1])
+            after = position[None, :] > cut[:, None]              # [B, T]: replaced positions
+            noisy = torch.where(after, torch.randint_like(x, 0, V), x)
+            moved = (refs[b].float() - module(noisy).float()).abs().amax(-1)   # [B, T]
+            scale = max(1.0, refs[b].float().abs().max().item())
+            rel = moved.masked_fill(after, 0.0).max().item() / scale
             worst = max(worst, rel)
             if rel > tol:
                 return {"status": "cheat", "num_params": num_params,
-                        "reason": f"causality probe: logits at positions <= {t} moved by {rel:.3g} "
-                                  f"(relative) when only later tokens changed"}
+                        "reason": f"causality probe: logits moved by {rel:.3g} (relative) at "
+                                  "positions before the tokens that were changed"}
             perm = torch.randperm(B, device=device)
-            _, rel = _moved(refs[b][perm], module(x[perm])[:, :t + 1])
+            _, rel = _moved(refs[b][perm], module(x[perm]))
             worst = max(worst, rel)
             if rel > tol:
                 return {"status": "cheat", "num_params": num_params,
                         "reason": f"row probe: permuting the batch rows changed logits by {rel:.3g}"}
+        now = {f"buffer {k}": v for k, v in module.named_buffers()}
+        now.update({f"parameter {k}": v for k, v in module.named_parameters()})
+        changed = [k for k, v in held.items() if k not in now or not torch.equal(v, now[k].detach())]
+        if changed:
+            return {"status": "invalid", "num_params": num_params,
+                    "reason": f"the model changed its own state while scored ({changed[0]}): "
+                              "state across eval batches is not allowed"}
     if nbytes <= 0:
         return {"status": "invalid", "reason": "eval set has no scored bytes"}
     bpb = nats / (math.log(2) * nbytes)
@@ -137,6 +187,7 @@ def score(job: dict) -> dict:
 
 
 def main() -> None:
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"     # before torch is imported
     job = json.loads(open(sys.argv[1]).read())
     try:
         if job.get("landlock"):

@@ -96,7 +96,9 @@ class _Feeder(threading.Thread):
                     t0 = self.start_clock(now)
                     if not 1 <= rows <= channel.MAX_ROWS:
                         self.sock.sendall(channel.REPLY.pack(b"X", 0, 0, 0.0))
-                    elif now >= t0 + self.task.budget_s:
+                    elif self.submitted is not None or now >= t0 + self.task.budget_s:
+                        # After the budget, or after the genome said it submitted (which ends
+                        # its training clock), no more data: tokens/s cannot be inflated.
                         self.sock.sendall(channel.REPLY.pack(b"E", 0, 0, t0))
                     else:
                         batch = self.packer.rows(rows)
@@ -108,8 +110,9 @@ class _Feeder(threading.Thread):
                     if math.isfinite(loss):
                         self.losses.append((int(step), float(loss)))
                 elif tag == b"M":
-                    self.device_mem_mb = fields[0] if math.isfinite(fields[0]) else None
-                elif tag == b"S":
+                    ok = math.isfinite(fields[0]) and fields[0] >= 0
+                    self.device_mem_mb = fields[0] if ok else None
+                elif tag == b"S" and self.submitted is None:
                     self.submitted = now
                 elif tag == b"N":
                     self.diverged = fields[0]
@@ -278,9 +281,8 @@ class Supervisor:
                                sandbox=self.sandbox_desc, device=self.task.device)
         call = _Call(progress or (lambda phase, fraction: None), dict(env or {}))
         scratch = Path(tempfile.mkdtemp(prefix=f"eval-{os.getpid()}-", dir=self.scratch_root))
-        jobdir = Path(tempfile.mkdtemp(prefix=f"score-{os.getpid()}-", dir=self.scratch_root))
         try:
-            return self._evaluate(source, scratch, jobdir, call)
+            return self._evaluate(source, scratch, call)
         finally:
             if log_dir is not None:
                 Path(log_dir).mkdir(parents=True, exist_ok=True)
@@ -288,9 +290,8 @@ class Supervisor:
                     if (scratch / name).is_file():
                         shutil.copyfile(scratch / name, Path(log_dir) / name)
             shutil.rmtree(scratch, ignore_errors=True)
-            shutil.rmtree(jobdir, ignore_errors=True)
 
-    def _evaluate(self, source: str, scratch: Path, jobdir: Path, call: "_Call") -> EvalResult:
+    def _evaluate(self, source: str, scratch: Path, call: "_Call") -> EvalResult:
         task = self.task
         common = dict(fingerprint=self.fingerprint, sandbox=self.sandbox_desc, device=task.device)
         (scratch / "tmp").mkdir()
@@ -359,7 +360,7 @@ class Supervisor:
         proc.returncode = 0                     # reaped above via wait4; keep Popen quiet
         parent_sock.close()
         feeder.join(timeout=5)
-        return self._classify(scratch, jobdir, feeder, killed_for, status_word, rusage,
+        return self._classify(scratch, feeder, killed_for, status_word, rusage,
                               t_spawn, t_exit, common, call)
 
     # -- deciding what happened ----------------------------------------------------------------
@@ -375,12 +376,15 @@ class Supervisor:
                 path.write_bytes(blob)
         return changed
 
-    def _classify(self, scratch, jobdir, feeder, killed_for, status_word, rusage, t_spawn,
+    def _classify(self, scratch, feeder, killed_for, status_word, rusage, t_spawn,
                   t_exit, common, call) -> EvalResult:
         task = self.task
         stderr_tail = _tail(scratch / "stderr.txt")
         t0 = feeder.t0
-        end = min(x for x in (feeder.submitted, t_exit, (t0 or t_exit) + task.budget_s) if x)
+        # The training clock ends when the budget runs out or the process ends, whichever is
+        # first: both are the supervisor's own observations (the genome's submit message is not
+        # trusted for timing, so it cannot shorten the denominator of tokens/s).
+        end = min(t_exit, (t0 or t_exit) + task.budget_s)
         training_s = max(0.0, end - t0) if t0 is not None else None
         tps = feeder.tokens / training_s if training_s and feeder.tokens else None
         exit_code = sig = None
@@ -435,7 +439,13 @@ class Supervisor:
                     status = Status.INVALID
                 return done(status, last or f"exit code {exit_code}")
             return done(Status.INVALID, "finished without calling harness.submit(model)")
-        return self._score(model, jobdir, done, call)
+        # The private directory is made only now, after the genome's tree is dead, so nothing
+        # the genome did can be waiting in it.
+        jobdir = Path(tempfile.mkdtemp(prefix=f"score-{os.getpid()}-", dir=self.scratch_root))
+        try:
+            return self._score(model, jobdir, done, call)
+        finally:
+            shutil.rmtree(jobdir, ignore_errors=True)
 
     def _score(self, model: Path, jobdir: Path, done, call) -> EvalResult:
         task = self.task
@@ -453,7 +463,7 @@ class Supervisor:
         env.update(self.extra_env)
         env.update(call.env)
         env.update({"HOME": str(jobdir), "TMPDIR": str(jobdir), "PYTHONPATH": str(PACKAGE_ROOT),
-                    "PYTHONNOUSERSITE": "1"})
+                    "PYTHONNOUSERSITE": "1", "TORCH_FORCE_WEIGHTS_ONLY_LOAD": "1"})
         with open(jobdir / "scorer.log", "wb") as log:
             try:
                 p = subprocess.Popen([sys.executable, "-m", "evolve.scorer", str(jobdir / "job.json")],

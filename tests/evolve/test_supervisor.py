@@ -56,7 +56,7 @@ def test_lookahead_model_is_a_cheat(supervisor):
 
 def test_stateful_model_is_invalid(supervisor):
     r = run(supervisor, "stateful")
-    assert r.status is Status.INVALID and "state across calls" in r.reason, r.summary()
+    assert r.status is Status.INVALID and "state" in r.reason, r.summary()
 
 
 @pytest.mark.parametrize("name", ["nan_loss", "nan_logits"])
@@ -170,3 +170,25 @@ def test_killed_supervisor_leaves_no_genome_and_scratch_is_swept(prepared, autoe
         time.sleep(0.1)
     assert leftover_processes(scratch_root) == []
     assert sweep_scratch(scratch_root) >= 1              # the dead supervisor's directories
+
+
+def test_pickled_model_file_is_refused_before_loading(supervisor):
+    r = run(supervisor, "pickled_model")
+    assert r.status is Status.INVALID and r.val_bpb is None, r.summary()
+    assert "pickle" in r.reason
+
+
+def test_forged_submit_message_does_not_inflate_throughput(supervisor):
+    r = run(supervisor, "early_submit")
+    assert r.status is Status.OK, r.summary()
+    # after the forged "S" no more data was served (the one batch already in flight aside),
+    # and the clock ran to the process's end
+    assert dict(r.losses)[0] <= 2.0 and r.tokens <= 2 * 8 * supervisor.task.seq_len
+    assert r.training_seconds > 0.05
+
+
+@pytest.mark.skipif(landlock_abi() < 1, reason="needs landlock")
+def test_nothing_can_be_left_in_dev_shm(supervisor, tmp_path):
+    r = supervisor.evaluate((ADVERSARIAL / "shm_persist.py").read_text(), log_dir=tmp_path)
+    out = (tmp_path / "stdout.txt").read_text()
+    assert "SHM_WRITE_DENIED" in out, out
