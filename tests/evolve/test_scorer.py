@@ -75,4 +75,4 @@ def test_unloadable_program_is_invalid(tmp_path):
     j = job(tmp_path, Fixed(1.0), rows, np.ones(V))
     (tmp_path / "m.pt2").write_bytes(b"not a zip file")
     out = score(j)
-    assert out["status"] == "invalid" and "does not load" in out["reason"]
+    assert out["status"] == "invalid" and "not a torch.export archive" in out["reason"]
