@@ -277,7 +277,7 @@ def _proposer(args, config, log):
     log(f"LLM operators on: {args.llm_model}, {config.llm_share:.0%} of offspring, "
         f"{args.llm_concurrency} concurrent proposals")
     return Proposer(client, program.read_text(), concurrency=args.llm_concurrency,
-                    max_tokens=args.max_llm_tokens, crossover_share=config.crossover_prob), None
+                    max_tokens=args.max_llm_tokens), None
 
 
 def _plots(run_dir: Path):

@@ -130,7 +130,6 @@ class Stats:
     tps: float | None
     n_ok: int
     n: int
-    last: EvalResult | None
 
 
 class Engine:
@@ -162,7 +161,7 @@ class Engine:
             std = (math.sqrt(sum((x - mean) ** 2 for x in bpbs) / (len(bpbs) - 1))
                    if len(bpbs) >= 2 else None)
             self._stats[gid] = Stats(mean, std, sum(tps) / len(tps) if tps else None, len(ok),
-                                     len(results), results[-1] if results else None)
+                                     len(results))
         return self._stats[gid]
 
     def scored(self, ids) -> list[str]:

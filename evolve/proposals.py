@@ -83,13 +83,12 @@ class Proposer:
     """Runs proposals of one LLMClient in a thread pool; thread-safe bookkeeping inside."""
 
     def __init__(self, client, program: str, concurrency: int = 4,
-                 max_tokens: int | None = None, crossover_share: float = 0.2):
+                 max_tokens: int | None = None):
         self.client = client
         self.program = program
         self.pool = ThreadPoolExecutor(max_workers=max(1, concurrency),
                                        thread_name_prefix="llm")
         self.max_tokens = max_tokens
-        self.crossover_share = crossover_share
         self.pending: dict[int, list[tuple[Future, list]]] = {}
         self.lock = threading.Lock()
 

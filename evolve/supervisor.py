@@ -70,7 +70,6 @@ class _Feeder(threading.Thread):
         self.lock = threading.Lock()
         self.t0: float | None = None          # monotonic start of the training clock
         self.tokens = 0                       # target tokens handed out (rows x SEQ_LEN)
-        self.last_batch: float | None = None
         self.submitted: float | None = None
         self.diverged: float | None = None    # the non-finite loss the harness reported
         self.device_mem_mb: float | None = None
@@ -103,7 +102,6 @@ class _Feeder(threading.Thread):
                     else:
                         batch = self.packer.rows(rows)
                         self.tokens += rows * T
-                        self.last_batch = now
                         self.sock.sendall(channel.REPLY.pack(b"D", rows, T + 1, t0) + batch.tobytes())
                 elif tag == b"L" and len(self.losses) < 2000:
                     step, loss = fields

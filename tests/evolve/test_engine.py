@@ -21,7 +21,7 @@ from tests.conftest import FIXTURES, REPO, small_task
 TINY = FIXTURES / "engine" / "tiny.py"
 
 
-def make_engine(run_dir, supervisor, config, logs):
+def make_engine(run_dir, supervisor, config, logs, on_generation=None):
     from genome.record import Genome
 
     from evolve.workers import LocalMap
@@ -32,7 +32,7 @@ def make_engine(run_dir, supervisor, config, logs):
                                         "fingerprint": supervisor.fingerprint}))
     seeds = [Genome.seed(TINY.read_text(), "seed tiny.py")]
     return Engine(archive, LocalMap(supervisor), config, seeds, log=logs.append,
-                  show_progress=False)
+                  show_progress=False, on_generation=on_generation)
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +46,12 @@ def fast_supervisor(prepared):
 def finished_run(tmp_path_factory, fast_supervisor):
     run_dir = tmp_path_factory.mktemp("run")
     logs: list[str] = []
-    engine = make_engine(run_dir, fast_supervisor, EngineConfig(population=3, generations=1), logs)
+    finished: list[int] = []
+    engine = make_engine(run_dir, fast_supervisor, EngineConfig(population=3, generations=1), logs,
+                         on_generation=finished.append)
     assert engine.run() == 0
     engine.archive.close()
+    assert finished == [0, 1]                     # the hook that refreshes the run's plots
     return run_dir, logs
 
 
@@ -145,3 +148,26 @@ def test_config_problems_are_one_line():
     assert "unknown operator" in EngineConfig(operator_weights=(("nope", 1.0),)).problem()
     assert EngineConfig().problem() is None
     assert EngineConfig.from_dict(json.loads(json.dumps(EngineConfig().to_dict()))) == EngineConfig()
+
+
+def test_llm_token_cap_stops_proposing(tmp_path):
+    """With --max-llm-tokens reached, no proposal is launched and the run says so once."""
+    from genome.llm import LLMClient, LLMSettings
+    from genome.record import Genome
+
+    from evolve.proposals import Proposer
+
+    # Never contacted: the cap is checked before any call.
+    client = LLMClient(LLMSettings(models=(("m", 1.0),), base_url="http://127.0.0.1:9/v1",
+                                   api_key="k"))
+    proposer = Proposer(client, "program", max_tokens=0)
+    archive = Archive.create(tmp_path / "run", {"config": {}, "task": {}, "fingerprint": "x"})
+    logs: list[str] = []
+    engine = Engine(archive, None, EngineConfig(population=4), [Genome.seed(TINY.read_text())],
+                    log=logs.append, show_progress=False, proposer=proposer)
+    engine._launch_llm(1, None)
+    engine._launch_llm(2, None)
+    assert proposer.pending == {}
+    assert len(logs) == 1 and "token cap" in logs[0]
+    proposer.close()
+    archive.close()
