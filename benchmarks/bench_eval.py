@@ -29,10 +29,10 @@ harness.submit(torch.nn.Embedding(harness.VOCAB_SIZE, harness.VOCAB_SIZE).to(har
 
 
 def main() -> None:
-    from evolve.loader import BestFitPacker
-    from evolve.prepare import ensure_prepared
-    from evolve.supervisor import Supervisor
-    from evolve.task import Task
+    from evolve.data.loader import BestFitPacker
+    from evolve.data.prepare import ensure_prepared
+    from evolve.evaluation.supervisor import Supervisor
+    from evolve.evaluation.task import Task
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", choices=("cpu", "cuda"), default=None)

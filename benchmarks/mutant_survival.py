@@ -19,9 +19,9 @@ from pathlib import Path
 def main() -> None:
     from genome.operators import mutate
 
-    from evolve.prepare import ensure_prepared
-    from evolve.supervisor import Supervisor
-    from evolve.task import Task
+    from evolve.data.prepare import ensure_prepared
+    from evolve.evaluation.supervisor import Supervisor
+    from evolve.evaluation.task import Task
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed-file", default=str(Path(__file__).parent.parent / "seeds" / "cpu.py"))

@@ -30,7 +30,7 @@ def _task_args(p: argparse.ArgumentParser) -> None:
 
 
 def _task(args):
-    from evolve.task import Task
+    from evolve.evaluation.task import Task
 
     dataset = args.dataset or "stdlib"
     if dataset not in ("stdlib", "climbmix"):
@@ -46,7 +46,7 @@ def _task(args):
 
 
 def cmd_prepare(args) -> int:
-    from evolve.prepare import PreparedData, prepare
+    from evolve.data.prepare import PreparedData, prepare
 
     task, err = _task(args)
     if err:
@@ -62,8 +62,8 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from evolve.prepare import PreparedData, ensure_prepared
-    from evolve.supervisor import Supervisor
+    from evolve.data.prepare import PreparedData, ensure_prepared
+    from evolve.evaluation.supervisor import Supervisor
 
     path = Path(args.file)
     if not path.is_file():
@@ -128,7 +128,7 @@ def _load_seeds(paths: list[str]):
     from genome.contract import check_source
     from genome.record import Genome
 
-    from evolve.supervisor import precheck
+    from evolve.evaluation.supervisor import precheck
 
     genomes, seen = [], set()
     for p in paths:
@@ -151,7 +151,7 @@ def _load_seeds(paths: list[str]):
 
 
 def default_seeds(device: str) -> list[str]:
-    from evolve.supervisor import PACKAGE_ROOT
+    from evolve.evaluation.supervisor import PACKAGE_ROOT
 
     files = sorted((PACKAGE_ROOT / "seeds").glob("*.py"))
     if device == "cpu":
@@ -162,12 +162,12 @@ def default_seeds(device: str) -> list[str]:
 def cmd_run(args) -> int:
     import time as _time
 
-    from evolve.archive import Archive, ArchiveError
-    from evolve.engine import Engine, EngineConfig
-    from evolve.prepare import PreparedData, ensure_prepared
-    from evolve.supervisor import Supervisor
-    from evolve.task import Task
-    from evolve.workers import LocalMap
+    from evolve.search.archive import Archive, ArchiveError
+    from evolve.search.engine import Engine, EngineConfig
+    from evolve.data.prepare import PreparedData, ensure_prepared
+    from evolve.evaluation.supervisor import Supervisor
+    from evolve.evaluation.task import Task
+    from evolve.search.workers import LocalMap
 
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     if args.resume:
@@ -260,7 +260,7 @@ def _proposer(args, config, log):
     they were asked for and cannot work (unreachable endpoint, rejected key)."""
     from genome.llm import LLMClient, settings_from_env
 
-    from evolve.proposals import Proposer
+    from evolve.search.proposals import Proposer
 
     settings = settings_from_env(args.llm_model)
     if isinstance(settings, str):
@@ -283,14 +283,14 @@ def _proposer(args, config, log):
 def _plots(run_dir: Path):
     """After each generation, refresh progress.png and pareto.png in the run directory."""
     def refresh(generation: int) -> None:
-        from evolve.report import write_plots
+        from evolve.inspect.report import write_plots
 
         write_plots(run_dir)
     return refresh
 
 
 def _report_best(run_dir: Path) -> None:
-    from evolve.run import load_run
+    from evolve.inspect.run import load_run
 
     run = load_run(run_dir)
     if run.df.val_bpb.notna().any():
@@ -336,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     llm.add_argument("--llm-concurrency", type=int, default=4, help="proposals in flight (4)")
     llm.add_argument("--max-llm-tokens", type=int, default=None,
                      help="stop proposing after this many prompt + completion tokens")
-    from evolve.supervisor import PACKAGE_ROOT
+    from evolve.evaluation.supervisor import PACKAGE_ROOT
 
     llm.add_argument("--program", default=str(PACKAGE_ROOT / "program.md"),
                      help="the research agenda given to the model (program.md)")
@@ -354,8 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training seconds (default: 300 on cuda, 60 on cpu)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_eval)
-    from evolve.commands import add_parsers
-    from evolve.report import add_parser as add_report
+    from evolve.inspect.commands import add_parsers
+    from evolve.inspect.report import add_parser as add_report
 
     add_parsers(sub)
     add_report(sub)

@@ -7,9 +7,9 @@ fraction of the budget used; `log(step, loss)` records the training loss; `submi
 the model with torch.export at the evaluation shape and ends the process.
 
 This module runs inside the genome's (untrusted) process, so nothing here is relied on for a
-score: batches come from the supervisor over a socket (evolve.channel), the supervisor keeps the
+score: batches come from the supervisor over a socket (evolve.evaluation.channel), the supervisor keeps the
 clock and stops serving batches when the budget is spent, and the exported model is scored by a
-separate process (evolve.scorer). A genome that tampers with this module only hurts itself.
+separate process (evolve.evaluation.scorer). A genome that tampers with this module only hurts itself.
 
 Importing it outside `python -m evolve eval` (or the engine) exits with a message saying so.
 """
@@ -22,7 +22,7 @@ import socket
 import sys
 import time
 
-from evolve import channel
+from evolve.evaluation import channel
 
 DEVICE: str = "cpu"
 SEQ_LEN: int = 0
@@ -38,7 +38,7 @@ _done = False                   # the supervisor said the budget is spent
 
 
 def _configure(config: dict, fd: int) -> None:
-    """Called once by evolve.runner before the genome runs."""
+    """Called once by evolve.evaluation.runner before the genome runs."""
     global DEVICE, SEQ_LEN, VOCAB_SIZE, BOS_ID, BUDGET_S, EVAL_BATCH_SIZE, _sock
     DEVICE = config["device"]
     SEQ_LEN = int(config["seq_len"])

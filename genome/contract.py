@@ -58,7 +58,7 @@ FRAME_ATTRS = {"f_back", "f_globals", "f_locals", "f_builtins", "tb_frame", "gi_
 FD_FUNCS = {"os.fdopen", "os.write", "os.dup", "os.dup2", "socket.fromfd"}
 DYNAMIC_FUNCS = {"exec", "eval", "compile", "__import__"}
 SECRET_KEY = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION", re.I)
-# Data layout of evolve/prepare.py: $AUTOEVOLVE_HOME/data/<set>/{train,val}.bin, token_bytes.npy.
+# Data layout of evolve/data/prepare.py: $AUTOEVOLVE_HOME/data/<set>/{train,val}.bin, token_bytes.npy.
 DATA_STRINGS = [
     (re.compile(r"\b(val|train)\.bin\b"), "names a data file ({m}); batches come only from "
                                           "harness.train_batches"),

@@ -70,7 +70,7 @@ class PromptContext:
 
 
 def measurement_of(result: Any) -> Measurement:
-    """A Measurement from any record with the fields of evolve.result.EvalResult (read by name,
+    """A Measurement from any record with the fields of evolve.evaluation.result.EvalResult (read by name,
     so genome/ does not import evolve/); None gives an empty one (not evaluated)."""
     if result is None:
         return Measurement()

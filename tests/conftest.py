@@ -29,7 +29,7 @@ def autoevolve_home(tmp_path_factory) -> Path:
 
 
 def small_task(**overrides):
-    from evolve.task import Task
+    from evolve.evaluation.task import Task
 
     base = dict(vocab_size=512, budget_s=4.0, eval_tokens=16 * 64, eval_batch_size=8,
                 seq_len=64, startup_s=20.0, submit_s=20.0, score_s=90.0)
@@ -39,7 +39,7 @@ def small_task(**overrides):
 
 @pytest.fixture(scope="session")
 def prepared(autoevolve_home):
-    from evolve.prepare import PreparedData, prepare
+    from evolve.data.prepare import PreparedData, prepare
 
     data = prepare(small_task(), progress=False, log=lambda m: None)
     assert isinstance(data, PreparedData), data
@@ -48,7 +48,7 @@ def prepared(autoevolve_home):
 
 @pytest.fixture(scope="session")
 def supervisor(prepared):
-    from evolve.supervisor import Supervisor
+    from evolve.evaluation.supervisor import Supervisor
 
     # 3 GiB of address space: enough for torch, small enough that a memory bomb fails fast.
     return Supervisor(small_task(), prepared, memory_limit_bytes=3 * 2 ** 30)

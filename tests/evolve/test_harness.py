@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evolve.prepare import PreparedData
-from evolve.result import Status
+from evolve.data.prepare import PreparedData
+from evolve.evaluation.result import Status
 from tests.conftest import small_task
 
 REPORTER = '''
@@ -49,7 +49,7 @@ def disjoint_data(tmp_path_factory, autoevolve_home) -> PreparedData:
 
 
 def test_batches_come_from_train_only_and_stop_at_the_budget(disjoint_data):
-    from evolve.supervisor import Supervisor
+    from evolve.evaluation.supervisor import Supervisor
 
     sup = Supervisor(small_task(budget_s=1.5), disjoint_data)
     assert sup.eval_rows[:, 1:].min() >= 200 or sup.eval_rows[:, 1:].min() == 0
@@ -64,7 +64,7 @@ def test_batches_come_from_train_only_and_stop_at_the_budget(disjoint_data):
 
 
 def test_bad_batch_size_is_the_genomes_error(disjoint_data):
-    from evolve.supervisor import Supervisor
+    from evolve.evaluation.supervisor import Supervisor
 
     sup = Supervisor(small_task(budget_s=1.0), disjoint_data)
     r = sup.evaluate("from evolve import harness\nfor b in harness.train_batches(0):\n    pass\n"

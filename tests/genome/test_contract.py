@@ -88,7 +88,7 @@ gc.freeze()
 
 
 class Net(nn.Module):
-    """Docstrings may say val_bpb and evolve.scorer."""
+    """Docstrings may say val_bpb and evolve.evaluation.scorer."""
 
     def __init__(self):
         super().__init__()

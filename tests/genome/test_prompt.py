@@ -83,7 +83,7 @@ def test_non_finite_numbers_are_not_shown():
 
 
 @dataclass(frozen=True)
-class FakeStatus:                 # stands in for evolve.result.Status (an str enum)
+class FakeStatus:                 # stands in for evolve.evaluation.result.Status (an str enum)
     value: str
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evolve.result import Status
+from evolve.evaluation.result import Status
 from tests.conftest import REPO, small_task
 
 SEEDS = REPO / "seeds"
@@ -48,7 +48,7 @@ def test_every_seed_passes_the_contract():
 
 
 def test_cpu_seed_learns(prepared):
-    from evolve.supervisor import Supervisor
+    from evolve.evaluation.supervisor import Supervisor
 
     sup = Supervisor(small_task(budget_s=20.0, seq_len=256, eval_tokens=32 * 256,
                                 eval_batch_size=16), prepared)
@@ -62,7 +62,7 @@ def test_cpu_seed_learns(prepared):
 
 @pytest.mark.parametrize("path", GPU_SEEDS, ids=lambda p: p.name)
 def test_gpu_seed_smoke_on_cpu(prepared, path):
-    from evolve.supervisor import Supervisor
+    from evolve.evaluation.supervisor import Supervisor
 
     sup = Supervisor(small_task(budget_s=3.0), prepared)
     r = sup.evaluate(shrink(path.read_text()))
@@ -73,9 +73,9 @@ def test_gpu_seed_smoke_on_cpu(prepared, path):
 @pytest.mark.gpu
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
 def test_baseline_on_gpu(autoevolve_home):
-    from evolve.prepare import ensure_prepared
-    from evolve.supervisor import Supervisor
-    from evolve.task import Task
+    from evolve.data.prepare import ensure_prepared
+    from evolve.evaluation.supervisor import Supervisor
+    from evolve.evaluation.task import Task
 
     task = Task.for_device("cuda", budget_s=60.0)
     data = ensure_prepared(task, progress=False)
@@ -91,7 +91,7 @@ def test_mutated_children_of_the_cpu_seed_train(prepared):
 
     from genome.operators import mutate
 
-    from evolve.supervisor import Supervisor
+    from evolve.evaluation.supervisor import Supervisor
 
     sup = Supervisor(small_task(budget_s=2.0), prepared)
     parent = (SEEDS / "cpu.py").read_text()

@@ -1,0 +1,12 @@
+"""Evaluation: the trusted side of the genome boundary. The code that decides a score lives here.
+
+task (the fixed constants of a setting), channel (the wire format between harness and
+supervisor), runner (the contained entry point of the genome's process), sandbox (isolation
+layers), supervisor (one genome in, one EvalResult out, with the final clock), scorer (val_bpb
+from the exported model) and result (the frozen record with its status enum).
+
+It may import evolve.data and kernels/, never evolve.search, evolve.inspect or genome/
+(tests/test_layout.py keeps it so): nothing on the search side can change how a number is
+measured. The genome's only door in is `evolve.harness`, which talks to this package over the
+channel.
+"""

@@ -1,0 +1,61 @@
+"""Entry point of the genome's process: contain it, connect the harness, run the genome.
+
+The supervisor starts `python -m evolve.evaluation.runner GENOME.py` with the harness configuration in the
+environment variable AUTOEVOLVE_RUNNER (JSON: task constants, the channel's file descriptor, the
+sandbox settings). Before a single line of the genome runs, this trusted preamble:
+
+1. sets resource limits (evolve.evaluation.sandbox.apply_rlimits);
+2. restricts the filesystem, network and signals with landlock when the kernel has it;
+3. connects `evolve.harness` to the supervisor's socket;
+
+and then runs the genome as `__main__` with runpy. If the genome returns without calling
+harness.submit, the process exits with code 0 and the supervisor records INVALID. Nothing this
+process prints or returns is a measurement.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import sys
+
+
+def _reap_as_init() -> None:
+    """As PID 1 of a namespace the kernel drops signals the process sends itself (a genome's
+    os.kill(os.getpid(), SIGSEGV) would be ignored), so PID 1 stays a tiny trusted waiter: it
+    forks the genome, waits for it and exits with its status (128 + signal number for a
+    signal). When it exits, the kernel kills everything left in the namespace."""
+    pid = os.fork()
+    if pid == 0:
+        return                                   # the child goes on to run the genome
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        os._exit(128 + os.WTERMSIG(status))
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
+
+
+def main() -> None:
+    config = json.loads(os.environ["AUTOEVOLVE_RUNNER"])
+    if os.getpid() == 1:
+        _reap_as_init()
+    genome = sys.argv[1]
+    from evolve.evaluation import sandbox
+
+    sandbox.apply_rlimits(config.get("address_space_bytes"), int(config["file_size_bytes"]),
+                          config.get("nproc"))
+    if config.get("landlock"):
+        err = sandbox.apply_landlock(read=config["read_roots"], write=[os.getcwd()])
+        if err:
+            print(f"evolve.evaluation.runner: sandbox failed: {err}", file=sys.stderr, flush=True)
+            os._exit(70)
+    from evolve import harness
+
+    harness._configure(config["harness"], int(config["channel_fd"]))
+    sys.argv = [genome]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(genome)))
+    runpy.run_path(genome, run_name="__main__")
+
+
+if __name__ == "__main__":
+    main()

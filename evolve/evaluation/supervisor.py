@@ -1,0 +1,500 @@
+"""The supervisor: runs one genome in a contained child process and returns an EvalResult.
+
+`Supervisor(task, data).evaluate(source)` is the whole trust boundary in one call:
+
+1. the genome's source is written into a fresh scratch directory (under $AUTOEVOLVE_HOME/scratch,
+   swept of dead runs' leftovers at start-up) and started as `python -m evolve.evaluation.runner genome.py`
+   in its own session and process group, in its own PID namespace where allowed, with a
+   scrubbed environment (no API keys, tokens or cache paths), stdout and stderr going to files
+   (never a pipe it could block on), resource limits and landlock (see evolve.evaluation.sandbox);
+2. a feeder thread serves training batches over a socket pair (evolve.evaluation.channel) from the
+   supervisor's own packer, starts the training clock at the first batch (or when the start-up
+   allowance runs out), counts the tokens handed out and stops serving when the budget is spent;
+3. the supervisor's clock is final: after budget + submit allowance the whole process tree is
+   killed (TIMEOUT); too many processes or too much scratch disk is a CRASH;
+4. after the child's tree is dead, the exported model is moved to a private directory and
+   scored by a separate scorer process (evolve.evaluation.scorer) against the eval rows the supervisor
+   holds in memory. Where landlock is unavailable (so the genome could write outside its
+   scratch directory), the package files are also compared with a snapshot taken at start and
+   restored; a change is CHEAT.
+
+Every outcome is a value: evaluate() never raises for anything the genome does.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from evolve.evaluation import channel, sandbox
+from evolve.data.loader import BestFitPacker, document_bounds, eval_rows
+from evolve.data.prepare import PreparedData
+from evolve.evaluation.result import EvalResult, Status, make_result
+from evolve.evaluation.task import Task, home_dir
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]     # holds evolve/ and kernels/
+ENV_KEEP = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "CUDA_VISIBLE_DEVICES", "CUDA_HOME",
+            "LD_LIBRARY_PATH", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TRITON_INTERPRET",
+            "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES")
+MAX_PROCS = 256                      # processes in the genome's session before it is a fork bomb
+SCRATCH_LIMIT = 8 * 2 ** 30          # bytes the genome may write in its scratch directory
+FILE_LIMIT = 4 * 2 ** 30             # largest single file (RLIMIT_FSIZE)
+PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "B200": 2250e12, "A100": 312e12, "L40S": 362e12,
+              "L4": 121e12, "A10": 125e12, "4090": 165e12}    # dense bf16, from vendor sheets
+OOM_PATTERNS = re.compile(r"out of memory|MemoryError|can't allocate memory|OutOfMemoryError|"
+                          r"Cannot allocate memory|std::bad_alloc", re.I)
+
+
+class _Feeder(threading.Thread):
+    """Serves batches to the genome and records what the harness reports."""
+
+    def __init__(self, sock: socket.socket, packer: BestFitPacker, task: Task):
+        super().__init__(daemon=True)
+        self.sock, self.packer, self.task = sock, packer, task
+        self.lock = threading.Lock()
+        self.t0: float | None = None          # monotonic start of the training clock
+        self.tokens = 0                       # target tokens handed out (rows x SEQ_LEN)
+        self.submitted: float | None = None
+        self.diverged: float | None = None    # the non-finite loss the harness reported
+        self.device_mem_mb: float | None = None
+        self.losses: list[tuple[int, float]] = []
+
+    def start_clock(self, at: float) -> float:
+        with self.lock:
+            if self.t0 is None:
+                self.t0 = at
+            return self.t0
+
+    def run(self) -> None:
+        T = self.task.seq_len
+        try:
+            while True:
+                msg = channel.read_message(self.sock)
+                if msg is None:
+                    return
+                tag, fields = msg
+                now = time.monotonic()
+                if tag == b"B":
+                    rows = fields[0]
+                    t0 = self.start_clock(now)
+                    if not 1 <= rows <= channel.MAX_ROWS:
+                        self.sock.sendall(channel.REPLY.pack(b"X", 0, 0, 0.0))
+                    elif self.submitted is not None or now >= t0 + self.task.budget_s:
+                        # After the budget, or after the genome said it submitted (which ends
+                        # its training clock), no more data: tokens/s cannot be inflated.
+                        self.sock.sendall(channel.REPLY.pack(b"E", 0, 0, t0))
+                    else:
+                        batch = self.packer.rows(rows)
+                        self.tokens += rows * T
+                        self.sock.sendall(channel.REPLY.pack(b"D", rows, T + 1, t0) + batch.tobytes())
+                elif tag == b"L" and len(self.losses) < 2000:
+                    step, loss = fields
+                    if math.isfinite(loss):
+                        self.losses.append((int(step), float(loss)))
+                elif tag == b"M":
+                    ok = math.isfinite(fields[0]) and fields[0] >= 0
+                    self.device_mem_mb = fields[0] if ok else None
+                elif tag == b"S" and self.submitted is None:
+                    self.submitted = now
+                elif tag == b"N":
+                    self.diverged = fields[0]
+        except OSError:
+            return                            # the child died or closed its end
+
+
+@dataclasses.dataclass(frozen=True)
+class _Call:
+    """Per-evaluate() settings, passed down so that concurrent calls never share state."""
+
+    progress: Callable[[str, float], None]
+    env: dict[str, str]
+
+
+def _snapshot(root: Path) -> dict[Path, bytes]:
+    files = {}
+    for pkg in ("evolve", "kernels"):
+        for p in sorted((root / pkg).rglob("*.py")):
+            files[p] = p.read_bytes()
+    return files
+
+
+def _tail(path: Path, lines: int = 15, max_bytes: int = 8192) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - max_bytes))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _dir_size(path: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def sweep_scratch(root: Path) -> int:
+    """Remove scratch directories left by supervisors that died (their pid is gone)."""
+    removed = 0
+    if not root.is_dir():
+        return 0
+    for d in root.iterdir():
+        m = re.match(r"(?:eval|score)-(\d+)-", d.name)
+        if m and not _pid_alive(int(m.group(1))):
+            shutil.rmtree(d, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: the child is SIGKILLed when the supervisor's thread dies (crash, kill -9),
+    so no genome outlives the engine; inside its PID namespace the rest follows it."""
+    import ctypes
+
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)      # PR_SET_PDEATHSIG = 1
+
+
+def precheck(source: str) -> str | None:
+    """Reasons to refuse a genome before spending any time on it (the full contract check is
+    genome.contract; this is the minimum the supervisor needs)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as e:
+        return f"not valid Python: line {e.lineno}: {e.msg}"
+    except ValueError as e:                     # e.g. NUL bytes
+        return f"not valid Python: {e}"
+    names = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    if "submit" not in names or "harness" not in source:
+        return "does not use the harness: expected `from evolve import harness` and " \
+               "`harness.submit(model)` (see program.md)"
+    return None
+
+
+class Supervisor:
+    """Evaluates genomes for one task and one prepared dataset. Thread-safe: each evaluate()
+    call has its own child, feeder and scratch directory; the snapshot and eval rows are shared
+    read-only."""
+
+    def __init__(self, task: Task, data: PreparedData, env: dict[str, str] | None = None,
+                 memory_limit_bytes: int | None = None, use_landlock: bool = True,
+                 use_pidns: bool = True):
+        self.task = task
+        self.data = data
+        self.extra_env = dict(env or {})
+        self.fingerprint = task.fingerprint(data.fingerprint)
+        self.train_bounds = document_bounds(data.train, data.bos_id)
+        self.eval_rows = np.ascontiguousarray(
+            eval_rows(np.asarray(data.val), data.bos_id, task.seq_len + 1, task.eval_rows))
+        self.token_bytes = np.array(data.token_bytes, dtype=np.int32)
+        self.scratch_root = home_dir() / "scratch"
+        self.scratch_root.mkdir(parents=True, exist_ok=True)
+        sweep_scratch(self.scratch_root)
+        if memory_limit_bytes is None and task.device == "cpu":
+            # Why: on CPU a memory bomb must fail inside the genome (MemoryError -> OOM) before
+            # the host's OOM killer picks a victim; 3/4 of RAM leaves room for the engine.
+            memory_limit_bytes = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.75)
+        self.memory_limit = memory_limit_bytes if task.device == "cpu" else None
+        self.landlock = use_landlock and sandbox.landlock_abi() >= 1
+        self.pidns = sandbox.pidns_prefix() if use_pidns else ()
+        layers = ["session", "rlimits", "env"]
+        if self.landlock:
+            layers.append(f"landlock{sandbox.landlock_abi()}")
+        if self.pidns:
+            layers.append("pidns")
+        self.sandbox_desc = "+".join(layers)
+        self.trusted = {} if self.landlock else _snapshot(PACKAGE_ROOT)
+
+    # -- the child -----------------------------------------------------------------------------
+    def _env(self, scratch: Path, config: dict, call: "_Call") -> dict[str, str]:
+        env = {k: os.environ[k] for k in ENV_KEEP if k in os.environ}
+        env.update(self.extra_env)
+        env.update(call.env)
+        env.update({
+            "HOME": str(scratch), "TMPDIR": str(scratch / "tmp"),
+            "PYTHONPATH": str(PACKAGE_ROOT), "PYTHONNOUSERSITE": "1", "PYTHONUNBUFFERED": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "TORCHINDUCTOR_CACHE_DIR": str(scratch / "inductor"),
+            "TRITON_CACHE_DIR": str(scratch / "triton"),
+            "AUTOEVOLVE_RUNNER": json.dumps(config),
+        })
+        return env
+
+    def _config(self, fd: int) -> dict:
+        return {
+            "harness": {"device": self.task.device, "seq_len": self.task.seq_len,
+                        "vocab_size": self.task.vocab_size, "bos_id": self.data.bos_id,
+                        "budget_s": self.task.budget_s,
+                        "eval_batch_size": self.task.eval_batch_size},
+            "channel_fd": fd,
+            "landlock": self.landlock,
+            "read_roots": list(sandbox.SYSTEM_READ) + sandbox.python_read_roots(),
+            "address_space_bytes": self.memory_limit,
+            "file_size_bytes": FILE_LIMIT,
+            "nproc": MAX_PROCS if os.geteuid() != 0 else None,
+        }
+
+    def evaluate(self, source: str, progress=None, log_dir: Path | None = None,
+                 env: dict[str, str] | None = None) -> EvalResult:
+        """Train and score one genome. `progress(phase, fraction)` is called about twice a
+        second from this thread (phase: starting, training, submitting, scoring). With
+        `log_dir`, the genome's stdout.txt and stderr.txt are copied there (kept for debugging;
+        never read as measurements). `env` adds variables for this child only (the engine pins
+        a GPU with CUDA_VISIBLE_DEVICES)."""
+        problem = precheck(source)
+        if problem:
+            return make_result(Status.INVALID, reason=problem, fingerprint=self.fingerprint,
+                               sandbox=self.sandbox_desc, device=self.task.device)
+        call = _Call(progress or (lambda phase, fraction: None), dict(env or {}))
+        scratch = Path(tempfile.mkdtemp(prefix=f"eval-{os.getpid()}-", dir=self.scratch_root))
+        try:
+            return self._evaluate(source, scratch, call)
+        finally:
+            if log_dir is not None:
+                Path(log_dir).mkdir(parents=True, exist_ok=True)
+                for name in ("stdout.txt", "stderr.txt"):
+                    if (scratch / name).is_file():
+                        shutil.copyfile(scratch / name, Path(log_dir) / name)
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _evaluate(self, source: str, scratch: Path, call: "_Call") -> EvalResult:
+        task = self.task
+        common = dict(fingerprint=self.fingerprint, sandbox=self.sandbox_desc, device=task.device)
+        (scratch / "tmp").mkdir()
+        (scratch / "genome.py").write_text(source)
+        parent_sock, child_sock = socket.socketpair()
+        packer = BestFitPacker(self.data.train, self.data.bos_id, task.seq_len + 1,
+                               bounds=self.train_bounds)
+        feeder = _Feeder(parent_sock, packer, task)
+        fd = child_sock.fileno()
+        out_f = open(scratch / "stdout.txt", "wb")
+        err_f = open(scratch / "stderr.txt", "wb")
+        t_spawn = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                [*self.pidns, sys.executable, "-m", "evolve.evaluation.runner", "genome.py"],
+                cwd=scratch, env=self._env(scratch, self._config(fd), call), stdin=subprocess.DEVNULL,
+                stdout=out_f, stderr=err_f, pass_fds=(fd,), start_new_session=True,
+                preexec_fn=_die_with_parent)
+        except OSError as e:
+            return make_result(Status.CRASH, reason=f"could not start the genome: {e}", **common)
+        finally:
+            child_sock.close()
+            out_f.close()
+            err_f.close()
+        feeder.start()
+        killed_for = None
+        status_word = rusage = None
+        next_check = 0.0
+        while True:
+            try:
+                pid, status_word, rusage = os.wait4(proc.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid = proc.pid
+            if pid == proc.pid:
+                break
+            now = time.monotonic()
+            t0 = feeder.t0 if feeder.t0 is not None else (
+                feeder.start_clock(t_spawn + task.startup_s) if now > t_spawn + task.startup_s
+                else None)
+            if feeder.submitted is not None and now > feeder.submitted + 15:
+                killed_for = "submitted"     # submit() exits at once; a lingering tree is killed
+            elif t0 is not None and now > t0 + task.budget_s + task.submit_s:
+                killed_for = "timeout"
+            elif now >= next_check:
+                next_check = now + 0.5
+                if len(sandbox.session_members(proc.pid)) > MAX_PROCS:
+                    killed_for = "procs"
+                elif _dir_size(scratch) > SCRATCH_LIMIT:
+                    killed_for = "disk"
+            if t0 is None:
+                call.progress("starting", 0.0)
+            elif now < t0 + task.budget_s:
+                call.progress("training", (now - t0) / task.budget_s)
+            else:
+                call.progress("submitting", 1.0)
+            if killed_for:
+                sandbox.kill_session(proc.pid)
+                try:
+                    _, status_word, rusage = os.wait4(proc.pid, 0)
+                except ChildProcessError:
+                    pass
+                break
+            time.sleep(0.05)
+        t_exit = time.monotonic()
+        sandbox.kill_session(proc.pid)          # leftovers: children, grandchildren, setsid-ers
+        proc.returncode = 0                     # reaped above via wait4; keep Popen quiet
+        parent_sock.close()
+        feeder.join(timeout=5)
+        return self._classify(scratch, feeder, killed_for, status_word, rusage,
+                              t_spawn, t_exit, common, call)
+
+    # -- deciding what happened ----------------------------------------------------------------
+    def _restore_trusted(self) -> list[str]:
+        changed = []
+        for path, blob in self.trusted.items():
+            try:
+                same = path.read_bytes() == blob
+            except OSError:
+                same = False
+            if not same:
+                changed.append(str(path.relative_to(PACKAGE_ROOT)))
+                path.write_bytes(blob)
+        return changed
+
+    def _classify(self, scratch, feeder, killed_for, status_word, rusage, t_spawn,
+                  t_exit, common, call) -> EvalResult:
+        task = self.task
+        stderr_tail = _tail(scratch / "stderr.txt")
+        t0 = feeder.t0
+        # The training clock ends when the budget runs out or the process ends, whichever is
+        # first: both are the supervisor's own observations (the genome's submit message is not
+        # trusted for timing, so it cannot shorten the denominator of tokens/s).
+        end = min(t_exit, (t0 or t_exit) + task.budget_s)
+        training_s = max(0.0, end - t0) if t0 is not None else None
+        tps = feeder.tokens / training_s if training_s and feeder.tokens else None
+        exit_code = sig = None
+        if status_word is not None:
+            if os.WIFSIGNALED(status_word):
+                sig = signal.Signals(os.WTERMSIG(status_word)).name
+            elif os.WIFEXITED(status_word):
+                exit_code = os.WEXITSTATUS(status_word)
+                if exit_code >= 128 and self.pidns:      # unshare reports a signal as 128 + n
+                    try:
+                        sig = signal.Signals(exit_code - 128).name
+                    except ValueError:
+                        pass
+        peak = feeder.device_mem_mb if task.device != "cpu" else (
+            rusage.ru_maxrss / 1024 if rusage is not None else None)
+        measured = dict(training_seconds=training_s, tokens_per_sec=tps, tokens=feeder.tokens,
+                        startup_seconds=(t0 - t_spawn) if t0 is not None else None,
+                        peak_memory_mb=peak, exit_code=exit_code, signal=sig,
+                        losses=tuple(feeder.losses), **common)
+
+        def done(status, reason, **more):
+            total = time.monotonic() - t_spawn
+            tail = "" if status is Status.OK else stderr_tail
+            return make_result(status, reason=reason, total_seconds=total, stderr_tail=tail,
+                               **{**measured, **more})
+
+        # With landlock the genome cannot write outside its scratch directory, so a changed file
+        # is a person's edit and must not be reverted; without it, the snapshot is the defence.
+        tampered = [] if self.landlock else self._restore_trusted()
+        if tampered:
+            return done(Status.CHEAT, f"changed trusted files: {', '.join(tampered[:3])} (restored)")
+        if killed_for == "timeout":
+            return done(Status.TIMEOUT, f"no submit within budget {task.budget_s:g} s + "
+                                        f"{task.submit_s:g} s allowance; process tree killed")
+        if killed_for == "procs":
+            return done(Status.CRASH, f"more than {MAX_PROCS} processes (fork bomb); tree killed")
+        if killed_for == "disk":
+            return done(Status.CRASH, f"wrote more than {SCRATCH_LIMIT >> 30} GiB of scratch files")
+        if feeder.diverged is not None:
+            return done(Status.DIVERGED, f"training loss became {feeder.diverged}")
+        model = scratch / "model.pt2"
+        if feeder.submitted is None or not model.is_file():
+            last = stderr_tail.strip().splitlines()[-1] if stderr_tail.strip() else ""
+            if sig:
+                hint = " (likely the out-of-memory killer)" if sig == "SIGKILL" else ""
+                return done(Status.CRASH, f"killed by signal {sig}{hint}")
+            if exit_code == 70:
+                return done(Status.CRASH, f"sandbox could not be applied: {last}")
+            if exit_code:
+                status = Status.OOM if OOM_PATTERNS.search(stderr_tail) else Status.CRASH
+                if "harness.submit:" in last:
+                    status = Status.INVALID
+                return done(status, last or f"exit code {exit_code}")
+            return done(Status.INVALID, "finished without calling harness.submit(model)")
+        # The private directory is made only now, after the genome's tree is dead, so nothing
+        # the genome did can be waiting in it.
+        jobdir = Path(tempfile.mkdtemp(prefix=f"score-{os.getpid()}-", dir=self.scratch_root))
+        try:
+            return self._score(model, jobdir, done, call)
+        finally:
+            shutil.rmtree(jobdir, ignore_errors=True)
+
+    def _score(self, model: Path, jobdir: Path, done, call) -> EvalResult:
+        task = self.task
+        shutil.move(str(model), jobdir / "model.pt2")
+        np.save(jobdir / "eval_rows.npy", self.eval_rows)
+        np.save(jobdir / "token_bytes.npy", self.token_bytes)
+        job = {"program": str(jobdir / "model.pt2"), "eval_rows": str(jobdir / "eval_rows.npy"),
+               "token_bytes": str(jobdir / "token_bytes.npy"), "device": task.device,
+               "batch_size": task.eval_batch_size, "vocab_size": task.vocab_size,
+               "out": str(jobdir / "score.json"), "dir": str(jobdir), "landlock": self.landlock,
+               "read_roots": list(sandbox.SYSTEM_READ) + sandbox.python_read_roots()}
+        (jobdir / "job.json").write_text(json.dumps(job))
+        call.progress("scoring", 1.0)
+        env = {k: os.environ[k] for k in ENV_KEEP if k in os.environ}
+        env.update(self.extra_env)
+        env.update(call.env)
+        env.update({"HOME": str(jobdir), "TMPDIR": str(jobdir), "PYTHONPATH": str(PACKAGE_ROOT),
+                    "PYTHONNOUSERSITE": "1", "TORCH_FORCE_WEIGHTS_ONLY_LOAD": "1"})
+        with open(jobdir / "scorer.log", "wb") as log:
+            try:
+                p = subprocess.Popen([sys.executable, "-m", "evolve.evaluation.scorer", str(jobdir / "job.json")],
+                                     cwd=jobdir, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                     stderr=log, start_new_session=True,
+                                     preexec_fn=_die_with_parent)
+                p.wait(timeout=task.score_s)
+            except subprocess.TimeoutExpired:
+                sandbox.kill_session(p.pid)
+                p.wait()
+                return done(Status.TIMEOUT, f"scoring took longer than {task.score_s:g} s")
+            finally:
+                sandbox.kill_session(p.pid)
+        try:
+            out = json.loads((jobdir / "score.json").read_text())
+        except (OSError, ValueError):
+            return done(Status.CRASH, "scorer died without a result: "
+                        + (_tail(jobdir / "scorer.log", 1) or f"exit {p.returncode}"))
+        status = Status(out.get("status", "invalid"))
+        extra = {"num_params": out.get("num_params"), "scoring_seconds": out.get("scoring_seconds")}
+        name = out.get("device_name")
+        if name:
+            extra["device"] = name
+        if status is not Status.OK:
+            return done(status, out.get("reason", "scorer rejected the model"), **extra)
+        return self._finish(done, out, extra)
+
+    def _finish(self, done, out, extra) -> EvalResult:
+        name = out.get("device_name") or ""
+        peak = next((v for k, v in PEAK_FLOPS.items() if k in name), None)
+        result = done(Status.OK, "", val_bpb=out.get("val_bpb"), **extra)
+        if peak and result.tokens_per_sec and result.num_params:
+            # 6 N FLOPs per token (forward + backward), attention excluded: an approximation.
+            result = dataclasses.replace(
+                result, mfu=6 * result.num_params * result.tokens_per_sec / peak)
+        return result

@@ -1,0 +1,8 @@
+"""Inspect: looking at a finished or running run, read-only.
+
+run (`load_run`, the one door into pandas), commands (show, lineage, replay, prompt), export
+(a genome out as a file, a git history or a TSV) and report (plots and report.html).
+
+Only the CLI, `evolve.load_run` and notebooks import this package; the evaluation and search
+sides never do, so nothing written for people can change a score or a decision.
+"""

@@ -1,0 +1,466 @@
+"""The search loop: NSGA-II over (val_bpb down, tokens/s up), and two baselines.
+
+    Engine(archive, eval_map, config, seeds).run()
+
+Generation 0 is the initial population: every seed, filled up to `population` with mutants of
+the seeds. Each later generation plans `population` offspring (mutations from genome.operators,
+crossover with probability `crossover_prob`), writes the plan to the archive, evaluates the
+offspring that were never evaluated (a genome with the same identity reuses its stored result),
+confirms a new best by evaluating it a second time, and selects the next population:
+
+- evolve:    mu + lambda with DEAP's selNSGA2 on (mean val_bpb, mean tokens/s);
+- hillclimb: autoresearch's keep/discard loop, batched: `population` mutants of the incumbent,
+             and the incumbent is replaced only by a better (confirmed) val_bpb;
+- random:    operators applied to parents drawn uniformly from every scored genome, no selection.
+All three spend the same number of evaluations for the same flags, so they compare fairly.
+
+With a language model configured (evolve.search.proposals), a share `llm_share` of each generation's
+offspring comes from LLM mutation or crossover; those proposals are launched one generation
+ahead, while the evaluations of the current one run, and the time the engine still had to wait
+for them is reported in the generation summary.
+
+Resume: everything the loop needs is derived from the archive (the last finished
+generation's population, and the plan of an unfinished one), and the random stream of each
+generation is seeded by (rng_seed, generation), so a resumed run plans what the killed one
+planned and re-runs only evaluations that never finished. Nothing here raises for what a
+genome does; the loop stops early, with a message, after `max_failed_generations` generations
+in which every evaluation failed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import sys
+import time
+from collections import Counter
+from typing import Callable
+
+from deap import base, tools
+
+from evolve.search.archive import Archive
+from evolve.evaluation.result import EvalResult, Status
+from evolve.search.workers import EvalMap
+
+STRATEGIES = ("evolve", "hillclimb", "random")
+MAX_TRIES = 20              # attempts at a never-seen child before a duplicate is accepted
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineConfig:
+    population: int = 8
+    generations: int = 50
+    strategy: str = "evolve"
+    crossover_prob: float = 0.2                 # chance an offspring comes from two parents
+    operator_weights: tuple[tuple[str, float], ...] = ()   # mutation name -> weight; () = equal
+    confirm: bool = True                        # re-evaluate a new best before declaring it
+    max_failed_generations: int = 3
+    rng_seed: int = 0
+    llm_share: float = 0.25                     # share of offspring proposed by the LLM, when on
+
+    def problem(self) -> str | None:
+        from genome.operators import MUTATIONS
+
+        if self.population < 1:
+            return "--population must be at least 1"
+        if self.max_failed_generations < 1:
+            return "--max-failed-generations must be at least 1"
+        if self.generations < 0:
+            return "--generations must be 0 or more"
+        if self.strategy not in STRATEGIES:
+            return f"--strategy must be one of {', '.join(STRATEGIES)}"
+        if not 0.0 <= self.crossover_prob <= 1.0:
+            return "--crossover-prob must be within 0..1"
+        if not 0.0 <= self.llm_share <= 1.0:
+            return "--llm-share must be within 0..1"
+        for name, w in self.operator_weights:
+            if name not in MUTATIONS:
+                return f"unknown operator {name!r} in --operator-weights (see python -m genome list)"
+            if not (w >= 0 and math.isfinite(w)):
+                return f"operator weight for {name} must be a finite number >= 0"
+        return None
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["operator_weights"] = [list(p) for p in self.operator_weights]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EngineConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        d["operator_weights"] = tuple((str(n), float(w)) for n, w in d.get("operator_weights", ()))
+        return cls(**d)
+
+
+class Fitness(base.Fitness):
+    """(val_bpb, tokens/s): minimise the first, maximise the second. A plain module-level
+    class (not deap.creator), so it pickles by reference and never leaks into workers."""
+
+    weights = (-1.0, 1.0)
+
+
+class Individual:
+    """What DEAP's selection sees: a genome id and its fitness."""
+
+    def __init__(self, genome_id: str, bpb: float, tps: float):
+        self.genome_id = genome_id
+        self.fitness = Fitness((bpb, tps))
+
+
+def hypervolume(points: list[tuple[float, float]], ref_bpb: float) -> float:
+    """Area dominated by (bpb, tokens/s) points up to the reference (ref_bpb, 0 tokens/s), in
+    bpb x tokens/s. Exact in two dimensions (DEAP's own is private API and n-dimensional);
+    points worse than the reference add nothing."""
+    pts = sorted((t, b) for b, t in points if b < ref_bpb and t > 0)     # ascending tokens/s
+    area, prev_t = 0.0, 0.0
+    for i, (t, _) in enumerate(pts):
+        # The strip between prev_t and t is covered by every point at least this fast; the
+        # best bpb among them sets its width.
+        area += (ref_bpb - min(b for _, b in pts[i:])) * (t - prev_t)
+        prev_t = t
+    return area
+
+
+@dataclasses.dataclass(frozen=True)
+class Stats:
+    bpb: float | None          # mean over OK evaluations (eval + confirm)
+    bpb_std: float | None
+    tps: float | None
+    n_ok: int
+    n: int
+
+
+class Engine:
+    def __init__(self, archive: Archive, eval_map: EvalMap, config: EngineConfig,
+                 seeds: list, log: Callable[[str], None] = print, show_progress: bool = True,
+                 proposer=None, on_generation: Callable[[int], None] | None = None):
+        self.archive = archive
+        self.proposer = proposer            # evolve.search.proposals.Proposer, or None: AST operators only
+        self.on_generation = on_generation  # called after each finished generation (plots)
+        self._llm_note = ""                 # this generation's LLM line for the summary
+        self._llm_wait = 0.0
+        self._cap_said = False
+        self.map = eval_map
+        self.config = config
+        self.seeds = seeds                  # genome.record.Genome, already contract-checked
+        self.log = log
+        self.show_progress = show_progress
+        self.t_start = time.time()
+        self._stats: dict[str, Stats] = {}
+
+    # -- facts derived from the archive --------------------------------------------------------
+    def stats(self, gid: str) -> Stats:
+        if gid not in self._stats:
+            results = self.archive.results(gid)
+            ok = [r for r in results if r.ok]
+            bpbs = [r.val_bpb for r in ok]
+            tps = [r.tokens_per_sec for r in ok if r.tokens_per_sec]
+            mean = sum(bpbs) / len(bpbs) if bpbs else None
+            std = (math.sqrt(sum((x - mean) ** 2 for x in bpbs) / (len(bpbs) - 1))
+                   if len(bpbs) >= 2 else None)
+            self._stats[gid] = Stats(mean, std, sum(tps) / len(tps) if tps else None, len(ok),
+                                     len(results))
+        return self._stats[gid]
+
+    def scored(self, ids) -> list[str]:
+        return [g for g in dict.fromkeys(ids) if self.stats(g).bpb is not None]
+
+    def best(self) -> str | None:
+        """Lowest mean val_bpb among confirmed genomes (two OK evaluations), or among all scored
+        genomes when confirmation is off."""
+        need = 2 if self.config.confirm else 1
+        pool = [g for g in self.scored(self.archive.genome_ids()) if self.stats(g).n_ok >= need]
+        return min(pool, key=lambda g: self.stats(g).bpb) if pool else None
+
+    # -- variation -----------------------------------------------------------------------------
+    def _mutation_name(self, rng: random.Random) -> str | None:
+        weights = dict(self.config.operator_weights)
+        if not weights:
+            return None                      # genome.operators picks uniformly among applicable
+        names = [n for n, w in weights.items() if w > 0]
+        return rng.choices(names, [weights[n] for n in names])[0] if names else None
+
+    def _child(self, parents: list, rng: random.Random):
+        from genome.operators import cross, mutate
+        from genome.record import Genome
+
+        if len(parents) == 2:
+            name, res = cross(parents[0], parents[1], rng)
+        else:
+            name, res = mutate(parents[0], rng, self._mutation_name(rng))
+            if not res.applied and self.config.operator_weights:
+                name, res = mutate(parents[0], rng)          # the weighted one did not apply
+        if not res.applied:
+            return None
+        return Genome.child(res.child, parents, operator=name, description=res.description)
+
+    def _offspring(self, rng: random.Random, pick_parents, n: int, generation: int) -> list[str]:
+        known = set(self.archive.genome_ids())
+        planned: list[str] = []
+        for _ in range(n):
+            child = None
+            for _ in range(MAX_TRIES):
+                parents = pick_parents(rng)
+                candidate = self._child(parents, rng)
+                if candidate is None:
+                    continue
+                child = candidate
+                if child.id not in known and child.id not in planned:
+                    break
+            if child is None:
+                continue
+            self.archive.add_genome(child, generation)
+            known.add(child.id)
+            planned.append(child.id)
+        return planned
+
+    def _tournament(self, population: list[str]):
+        """Binary tournament on Pareto rank, then crowding (NSGA-II's mating selection)."""
+        inds = [Individual(g, self.stats(g).bpb, self.stats(g).tps or 0.0)
+                for g in self.scored(population)]
+        if not inds:
+            return lambda rng: [self.archive.genome(population[0])]
+        rank = {}
+        for r, front in enumerate(tools.sortNondominated(inds, len(inds))):
+            tools.emo.assignCrowdingDist(front)
+            for ind in front:
+                rank[ind.genome_id] = (r, -ind.fitness.crowding_dist)
+
+        def one(rng):
+            a, b = rng.choice(inds), rng.choice(inds)
+            return a if rank[a.genome_id] <= rank[b.genome_id] else b
+
+        def pick(rng):
+            k = 2 if len(inds) >= 2 and rng.random() < self.config.crossover_prob else 1
+            chosen = [one(rng) for _ in range(k)]
+            if k == 2 and chosen[0].genome_id == chosen[1].genome_id:
+                chosen = chosen[:1]
+            return [self.archive.genome(i.genome_id) for i in chosen]
+        return pick
+
+    def _picker(self, population: list[str] | None):
+        """How this strategy draws parents: pick(rng) -> [Genome] or [Genome, Genome]."""
+        if not population:
+            seeds = list(self.seeds)
+            return lambda r: [r.choice(seeds)]
+        if self.config.strategy == "hillclimb":
+            incumbent = self.archive.genome(population[0])
+            return lambda r: [incumbent]
+        if self.config.strategy == "random":
+            pool = [self.archive.genome(g) for g in self.scored(self.archive.genome_ids())]
+            return lambda r: [r.choice(pool)]
+        return self._tournament(population)
+
+    def plan(self, generation: int, population: list[str] | None) -> list[str]:
+        rng = random.Random(f"{self.config.rng_seed}-{generation}")
+        n = self.config.population
+        if generation == 0:
+            planned = []
+            for g in self.seeds:
+                self.archive.add_genome(g, 0)
+                planned.append(g.id)
+            return planned + self._offspring(rng, self._picker(None), n - len(planned), 0)
+        planned = self._collect_llm(generation)
+        return planned + self._offspring(rng, self._picker(population), n - len(planned),
+                                         generation)
+
+    # -- language-model offspring ------------------------------------------------------------
+    def _launch_llm(self, generation: int, population: list[str] | None) -> None:
+        """Start the LLM proposals of `generation` now, while the previous one evaluates."""
+        if self.proposer is None or generation > self.config.generations:
+            return
+        k = round(self.config.llm_share * self.config.population)
+        if k == 0:
+            return
+        if self.proposer.capped(self.archive.llm_tokens()):
+            if not self._cap_said:
+                self.log(f"LLM token cap of {self.proposer.max_tokens} reached: continuing with "
+                         "the AST operators and crossover only")
+                self._cap_said = True
+            return
+        from evolve.search.proposals import parent_measurement, prompt_context
+
+        rng = random.Random(f"{self.config.rng_seed}-llm-{generation}")
+        pick = self._picker(population)
+        parents_list = [pick(rng) for _ in range(k)]
+        meas = {p.id: parent_measurement(self.archive, p.id) for ps in parents_list for p in ps}
+        ctx = prompt_context(self.archive, self.proposer.program)
+        self.proposer.launch(generation, parents_list, meas, ctx,
+                             frozenset(self.archive.genome_ids()))
+
+    def _collect_llm(self, generation: int) -> list[str]:
+        self._llm_note, self._llm_wait = "", 0.0
+        if self.proposer is None:
+            return []
+        from genome.record import Genome
+
+        made, waited = self.proposer.collect(generation)
+        planned, outcomes, tokens = [], Counter(), 0
+        for proposal, parents in made:
+            child = None
+            if proposal.child_source is not None:
+                child = Genome.child(proposal.child_source, parents, proposal.operator,
+                                     proposal.description)
+                self.archive.add_genome(child, generation)
+                if child.id not in planned:
+                    planned.append(child.id)
+            self.archive.add_llm_calls(generation, child.id if child else None,
+                                       proposal.operator, proposal.calls)
+            outcomes.update(c.outcome for c in proposal.calls)
+            tokens += proposal.prompt_tokens + proposal.completion_tokens
+        self._llm_wait = waited
+        if made:
+            self._llm_note = (f"llm {len(planned)}/{len(made)} children, {tokens} tokens, "
+                              f"waited {waited:.1f} s, calls " +
+                              " ".join(f"{k}:{v}" for k, v in sorted(outcomes.items())))
+        return planned
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def _evaluate(self, ids: list[str], kind: str, generation: int) -> list[EvalResult]:
+        jobs = [(g, self.archive.genome(g).source) for g in ids]
+        bar = None
+        if self.show_progress and jobs:
+            from tqdm import tqdm
+            bar = tqdm(total=len(jobs), desc=f"gen {generation} {kind}", unit="eval",
+                       file=sys.stderr, leave=False)
+        out = []
+        for done in self.map.imap(jobs):
+            self.archive.add_eval(done.key, done.result, kind, generation, done.worker,
+                                  done.started_at, done.finished_at)
+            self._stats.pop(done.key, None)
+            out.append(done.result)
+            if bar is not None:
+                bar.set_postfix_str(f"{done.result.status.value}"
+                                    + (f" {done.result.val_bpb:.4f}" if done.result.ok else ""))
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        return out
+
+    def _confirm(self, planned: list[str], generation: int) -> None:
+        """Evaluate again the best new genome that beats the confirmed best (noise guard)."""
+        if not self.config.confirm:
+            return
+        best = self.best()
+        bar = self.stats(best).bpb if best else math.inf
+        new = [g for g in self.scored(planned) if self.stats(g).n_ok < 2
+               and self.stats(g).bpb < bar]
+        if new:
+            self._evaluate([min(new, key=lambda g: self.stats(g).bpb)], "confirm", generation)
+
+    # -- selection -----------------------------------------------------------------------------
+    def select(self, population: list[str] | None, planned: list[str]) -> list[str]:
+        pool = self.scored((population or []) + planned)
+        if not pool:
+            return population or []
+        strategy = self.config.strategy
+        if strategy == "hillclimb":
+            best = self.best() if self.config.confirm else None
+            candidates = [best] if best in pool else pool
+            return [min(candidates, key=lambda g: self.stats(g).bpb)]
+        if strategy == "random":
+            return pool
+        inds = [Individual(g, self.stats(g).bpb, self.stats(g).tps or 0.0) for g in pool]
+        return [i.genome_id for i in tools.selNSGA2(inds, min(self.config.population, len(inds)))]
+
+    # -- the loop ------------------------------------------------------------------------------
+    def summary(self, generation: int, population: list[str], planned: list[str],
+                new_results: list[EvalResult]) -> dict:
+        from evolve.inspect.run import noise_floor_of
+
+        scored = self.scored(self.archive.genome_ids())
+        pts = {g: (self.stats(g).bpb, self.stats(g).tps or 0.0) for g in scored}
+        front = [g for g in scored if not any(
+            (o[0] <= pts[g][0] and o[1] >= pts[g][1] and o != pts[g]) for o in pts.values())]
+        ref = self.archive.meta().get("hv_ref_bpb")
+        if ref is None and scored:
+            ref = 1.1 * max(p[0] for p in pts.values())
+            self.archive.set_meta("hv_ref_bpb", ref)
+        best = self.best()
+        elapsed = time.time() - self.t_start
+        done_gens = generation + 1
+        remaining = self.config.generations - generation
+        return {
+            "generation": generation, "best_id": best,
+            "best_bpb": self.stats(best).bpb if best else None,
+            "best_std": self.stats(best).bpb_std if best else None,
+            "noise_floor": noise_floor_of(self.archive),
+            "front_size": len(front),
+            "hypervolume": hypervolume([pts[g] for g in front], ref) if ref else 0.0,
+            "evals_total": self.archive.eval_count(), "evals_new": len(new_results),
+            "failures": dict(Counter(r.status.value for r in new_results if not r.ok)),
+            "population": len(population), "elapsed_s": elapsed,
+            "eta_s": elapsed / done_gens * remaining if done_gens else None,
+        }
+
+    def run(self) -> int:
+        """Run (or resume) to the last generation. Returns 0, or 1 when stopped by failures."""
+        gens = self.archive.generations()
+        finished = [g for g in gens if g["population"] is not None]
+        plans = {g["generation"]: g["planned"] for g in gens}
+        population = finished[-1]["population"] if finished else None
+        start = finished[-1]["generation"] + 1 if finished else 0
+        if start:
+            self.log(f"resuming at generation {start} ({self.archive.eval_count()} evaluations "
+                     "already recorded; none is run again)")
+        failed_streak = 0
+        for generation in range(start, self.config.generations + 1):
+            planned = plans.get(generation)
+            if planned is None:
+                planned = self.plan(generation, population)
+                self.archive.plan_generation(generation, planned)
+            self._launch_llm(generation + 1, population)
+            todo = [g for g in dict.fromkeys(planned) if self.stats(g).n == 0]
+            reused = len(set(planned)) - len(todo)
+            results = self._evaluate(todo, "eval", generation)
+            self._confirm(planned, generation)
+            population = self.select(population, planned)
+            s = self.summary(generation, population, planned, results)
+            s["reused"] = reused
+            if self.proposer is not None:
+                s.update(llm_wait_s=self._llm_wait, llm_tokens=self.archive.llm_tokens(),
+                         llm=self._llm_note)
+            self.archive.finish_generation(generation, population, s)
+            self.log(format_summary(s, self.config.generations))
+            if self.on_generation is not None:
+                self.on_generation(generation)
+            if results and not any(r.ok for r in results):
+                failed_streak += 1
+                if failed_streak >= self.config.max_failed_generations:
+                    self.log(f"stopping: every evaluation failed in {failed_streak} generations in "
+                             f"a row (failures: {s['failures']}); see the stderr_tail column of "
+                             "run.evals")
+                    return 1
+            else:
+                failed_streak = 0
+            if not population:
+                self.log("stopping: no genome of the initial population produced a score")
+                return 1
+        return 0
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    s = int(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def format_summary(s: dict, generations: int) -> str:
+    """One line per generation, e.g.
+    gen 3/50  best 1.23456 ±0.00061 [ab12cd34]  front 4  hv 1.2e+05  evals 33 (+8, 1 reused)
+    fail crash:1  12m05s  eta 1h30m"""
+    best = (f"best {s['best_bpb']:.5f}" + (f" ±{s['best_std']:.5f}" if s.get("best_std") else "")
+            + f" [{s['best_id'][:8]}]") if s.get("best_bpb") is not None else "best -"
+    noise = f"  noise {s['noise_floor']:.5f}" if s.get("noise_floor") else ""
+    fails = " ".join(f"{k}:{v}" for k, v in sorted(s["failures"].items())) or "none"
+    line = (f"gen {s['generation']}/{generations}  {best}{noise}  front {s['front_size']}  "
+            f"hv {s['hypervolume']:.3g}  evals {s['evals_total']} (+{s['evals_new']}, "
+            f"{s.get('reused', 0)} reused)  fail {fails}  {_duration(s['elapsed_s'])}  "
+            f"eta {_duration(s['eta_s'])}")
+    if "llm_tokens" in s:
+        line += (f"\n    {s.get('llm') or 'llm: no proposals this generation'}; "
+                 f"workers waited {s['llm_wait_s']:.1f} s; {s['llm_tokens']} tokens in total")
+    return line

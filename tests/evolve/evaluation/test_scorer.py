@@ -1,0 +1,78 @@
+"""The scorer in-process against hand-computed bits per byte on tiny exported models."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from evolve.evaluation.scorer import score
+
+V, T, B = 16, 8, 2
+
+
+class Fixed(torch.nn.Module):
+    """Logits that put `hi` on token (x + 1) % V and 0 elsewhere: a known distribution."""
+
+    def __init__(self, hi: float):
+        super().__init__()
+        self.register_buffer("table", torch.roll(torch.eye(V), 1, dims=1) * hi)
+
+    def forward(self, x):
+        return self.table[x]
+
+
+def job(tmp_path, model, rows, token_bytes):
+    with torch.no_grad():
+        ep = torch.export.export(model, (torch.as_tensor(rows[:B, :-1], dtype=torch.int64),),
+                                 strict=False)
+    torch.export.save(ep, tmp_path / "m.pt2")
+    np.save(tmp_path / "rows.npy", rows.astype(np.uint16))
+    np.save(tmp_path / "tb.npy", token_bytes.astype(np.int32))
+    return {"program": str(tmp_path / "m.pt2"), "eval_rows": str(tmp_path / "rows.npy"),
+            "token_bytes": str(tmp_path / "tb.npy"), "device": "cpu", "batch_size": B,
+            "vocab_size": V}
+
+
+def test_bpb_matches_hand_computation(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = rng.integers(1, V, size=(2 * B, T + 1))
+    rows[:, 0] = 0                                         # BOS: zero bytes, never scored
+    rows[1, 4] = 0
+    token_bytes = np.arange(V) % 3 + 1                     # 1..3 bytes per token
+    token_bytes[0] = 0
+    hi = 2.0
+    out = score(job(tmp_path, Fixed(hi), rows, token_bytes))
+    assert out["status"] == "ok", out
+    # By hand: for target y after input x, p(y) = e^hi / (e^hi + V - 1) if y == x+1 else
+    # 1 / (e^hi + V - 1); sum -ln p over targets with bytes > 0, over ln 2 x their bytes.
+    z = math.exp(hi) + V - 1
+    nats = nbytes = 0
+    for r in rows:
+        for x, y in zip(r[:-1], r[1:]):
+            if token_bytes[y] == 0:
+                continue
+            p = (math.exp(hi) if y == (x + 1) % V else 1.0) / z
+            nats -= math.log(p)
+            nbytes += token_bytes[y]
+    assert out["val_bpb"] == pytest.approx(nats / (math.log(2) * nbytes), rel=1e-6)
+    assert out["num_params"] == 0                          # a buffer is not a parameter
+
+
+def test_wrong_logits_shape_is_invalid(tmp_path):
+    class Short(torch.nn.Module):
+        def forward(self, x):
+            return torch.zeros(x.shape[0], x.shape[1], V - 1)
+    rows = np.ones((2 * B, T + 1), dtype=np.int64)
+    out = score(job(tmp_path, Short(), rows, np.ones(V)))
+    assert out["status"] == "invalid" and "expected logits" in out["reason"]
+
+
+def test_unloadable_program_is_invalid(tmp_path):
+    rows = np.ones((2 * B, T + 1), dtype=np.int64)
+    j = job(tmp_path, Fixed(1.0), rows, np.ones(V))
+    (tmp_path / "m.pt2").write_bytes(b"not a zip file")
+    out = score(j)
+    assert out["status"] == "invalid" and "not a torch.export archive" in out["reason"]

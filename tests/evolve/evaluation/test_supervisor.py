@@ -1,0 +1,194 @@
+"""The supervisor against the adversarial fixtures of RELIABILITY.md, plus the controls.
+
+Every genome here runs as a real child process under the real sandbox and, when it submits, is
+scored by the real scorer process. Budgets are a few seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from evolve.evaluation.result import Status
+from evolve.evaluation.sandbox import landlock_abi
+from tests.conftest import ADVERSARIAL, REPO, leftover_processes, small_task
+
+
+def run(supervisor, name: str, **kw):
+    return supervisor.evaluate((ADVERSARIAL / f"{name}.py").read_text(), **kw)
+
+
+def uniform_bpb(supervisor) -> float:
+    """bpb of a model that predicts every token with probability 1/V (hand-computed)."""
+    rows = supervisor.eval_rows
+    w = supervisor.token_bytes[rows[:, 1:].astype(np.int64)]
+    return (w > 0).sum() * math.log(supervisor.task.vocab_size) / (math.log(2) * w.sum())
+
+
+def test_honest_genome_scores_below_uniform(supervisor):
+    r = run(supervisor, "honest")
+    assert r.status is Status.OK, r.summary()
+    assert math.isfinite(r.val_bpb) and 0 < r.val_bpb < uniform_bpb(supervisor)
+    assert r.tokens > 0 and r.tokens_per_sec > 0
+    assert 0 < r.training_seconds <= supervisor.task.budget_s + 0.5
+    assert r.num_params == 512 * 64 + 64 * 512 + 512   # embedding, linear weight, linear bias
+    assert r.losses and r.fingerprint == supervisor.fingerprint
+
+
+def test_fake_printed_score_is_never_a_score(supervisor):
+    r = run(supervisor, "fake_score")
+    assert r.status is Status.INVALID and r.val_bpb is None
+    assert "submit" in r.reason
+
+
+def test_lookahead_model_is_a_cheat(supervisor):
+    r = run(supervisor, "lookahead")
+    assert r.status is Status.CHEAT and r.val_bpb is None
+    assert "causality" in r.reason or "row probe" in r.reason
+
+
+def test_stateful_model_is_invalid(supervisor):
+    r = run(supervisor, "stateful")
+    assert r.status is Status.INVALID and "state" in r.reason, r.summary()
+
+
+@pytest.mark.parametrize("name", ["nan_loss", "nan_logits"])
+def test_nan_is_diverged(supervisor, name):
+    r = run(supervisor, name)
+    assert r.status is Status.DIVERGED and r.val_bpb is None, r.summary()
+
+
+def test_crash_reports_the_exception_line(supervisor):
+    r = run(supervisor, "crash")
+    assert r.status is Status.CRASH
+    assert r.reason == "ValueError: shapes do not match: 384 vs 512"
+    assert "Traceback" in r.stderr_tail and r.exit_code == 1
+
+
+def test_segfault_reports_the_signal(supervisor):
+    r = run(supervisor, "segfault")
+    assert r.status is Status.CRASH and r.signal == "SIGSEGV"
+
+
+def test_memory_bomb_is_oom(supervisor):
+    r = run(supervisor, "membomb")
+    assert r.status is Status.OOM, r.summary()
+    assert run(supervisor, "honest").ok                  # the next genome runs normally
+
+
+def test_not_python_and_no_harness_are_refused_before_running(supervisor):
+    r = run(supervisor, "not_python")
+    assert r.status is Status.INVALID and "not valid Python" in r.reason
+    r = supervisor.evaluate("print('hello')\n")
+    assert r.status is Status.INVALID and "harness" in r.reason
+    assert r.total_seconds is None                        # no process was started
+
+
+def test_unexportable_model_is_invalid(supervisor):
+    r = run(supervisor, "no_export")
+    assert r.status is Status.INVALID and "torch.export" in r.reason
+
+
+def test_hang_times_out_and_leaves_no_process(prepared):
+    from evolve.evaluation.supervisor import Supervisor
+
+    sup = Supervisor(small_task(budget_s=1.0, startup_s=2.0, submit_s=2.0), prepared)
+    t = time.monotonic()
+    r = run(sup, "hang")
+    assert r.status is Status.TIMEOUT
+    assert time.monotonic() - t < 2.0 + 1.0 + 2.0 + 5.0   # allowances + polling/kill grace
+    assert leftover_processes(sup.scratch_root) == []
+
+
+def test_escaped_daemon_and_fork_bomb_leave_no_process(supervisor):
+    r = run(supervisor, "escape")
+    assert r.status is Status.INVALID
+    time.sleep(0.2)
+    assert leftover_processes(supervisor.scratch_root) == []
+    r = run(supervisor, "forkbomb")
+    assert r.status is Status.CRASH and "processes" in r.reason, r.summary()
+    assert leftover_processes(supervisor.scratch_root) == []
+
+
+def test_snooping_genome_reaches_no_data_secret_or_harness(supervisor, prepared, tmp_path,
+                                                           monkeypatch):
+    import evolve.harness
+
+    secret = tmp_path / "home" / ".netrc"
+    secret.parent.mkdir()
+    secret.write_text("machine api.example password hunter2\n")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-for-genomes")
+    harness_file = evolve.harness.__file__
+    before = open(harness_file, "rb").read()
+    source = ((ADVERSARIAL / "snoop.py").read_text()
+              .replace("TARGET_VAL", str(prepared.root / "val.bin"))
+              .replace("TARGET_SECRET_FILE", str(secret))
+              .replace("TARGET_HARNESS", harness_file))
+    r = supervisor.evaluate(source, log_dir=tmp_path / "logs")
+    out = (tmp_path / "logs" / "stdout.txt").read_text()
+    assert r.status is Status.INVALID
+    assert "ENV_SECRET None" in out
+    assert open(harness_file, "rb").read() == before
+    if landlock_abi() >= 1:
+        assert "READ_DENIED VAL" in out and "READ_DENIED HOME_FILE" in out
+        assert "WRITE_DENIED HARNESS" in out
+    else:
+        assert r.status in (Status.CHEAT, Status.INVALID)
+
+
+def test_killed_supervisor_leaves_no_genome_and_scratch_is_swept(prepared, autoevolve_home):
+    from evolve.evaluation.supervisor import Supervisor, sweep_scratch
+
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from evolve.data.prepare import PreparedData\n"
+        "from evolve.evaluation.supervisor import Supervisor\n"
+        "from tests.conftest import small_task\n"
+        f"d = PreparedData.open(Path({str(prepared.root)!r}))\n"
+        "s = Supervisor(small_task(budget_s=60.0), d)\n"
+        "print('ready', flush=True)\n"
+        f"s.evaluate(open({str(ADVERSARIAL / 'hang.py')!r}).read())\n")
+    p = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert p.stdout.readline().strip() == b"ready"
+    scratch_root = autoevolve_home / "scratch"
+    deadline = time.monotonic() + 30
+    while not leftover_processes(scratch_root) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert leftover_processes(scratch_root), "the genome never started"
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    deadline = time.monotonic() + 10
+    while leftover_processes(scratch_root) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert leftover_processes(scratch_root) == []
+    assert sweep_scratch(scratch_root) >= 1              # the dead supervisor's directories
+
+
+def test_pickled_model_file_is_refused_before_loading(supervisor):
+    r = run(supervisor, "pickled_model")
+    assert r.status is Status.INVALID and r.val_bpb is None, r.summary()
+    assert "pickle" in r.reason
+
+
+def test_forged_submit_message_does_not_inflate_throughput(supervisor):
+    r = run(supervisor, "early_submit")
+    assert r.status is Status.OK, r.summary()
+    # after the forged "S" no more data was served (the one batch already in flight aside),
+    # and the clock ran to the process's end
+    assert dict(r.losses)[0] <= 2.0 and r.tokens <= 2 * 8 * supervisor.task.seq_len
+    assert r.training_seconds > 0.05
+
+
+@pytest.mark.skipif(landlock_abi() < 1, reason="needs landlock")
+def test_nothing_can_be_left_in_dev_shm(supervisor, tmp_path):
+    r = supervisor.evaluate((ADVERSARIAL / "shm_persist.py").read_text(), log_dir=tmp_path)
+    out = (tmp_path / "stdout.txt").read_text()
+    assert "SHM_WRITE_DENIED" in out, out

@@ -1,0 +1,173 @@
+"""The engine on a real (tiny) CPU task: a whole run, reuse of evaluated genomes, kill -9 and
+resume, and the pieces of selection."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from evolve.search.archive import Archive
+from evolve.search.engine import Engine, EngineConfig, Fitness, Individual, hypervolume
+from evolve.inspect.run import load_run, pareto_mask
+from tests.conftest import FIXTURES, REPO, small_task
+
+TINY = FIXTURES / "engine" / "tiny.py"
+
+
+def make_engine(run_dir, supervisor, config, logs, on_generation=None):
+    from genome.record import Genome
+
+    from evolve.search.workers import LocalMap
+
+    task = supervisor.task
+    archive = (Archive.open(run_dir) if (run_dir / "archive.sqlite").exists() else
+               Archive.create(run_dir, {"config": config.to_dict(), "task": task.to_dict(),
+                                        "fingerprint": supervisor.fingerprint}))
+    seeds = [Genome.seed(TINY.read_text(), "seed tiny.py")]
+    return Engine(archive, LocalMap(supervisor), config, seeds, log=logs.append,
+                  show_progress=False, on_generation=on_generation)
+
+
+@pytest.fixture(scope="module")
+def fast_supervisor(prepared):
+    from evolve.evaluation.supervisor import Supervisor
+
+    return Supervisor(small_task(budget_s=1.0), prepared)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, fast_supervisor):
+    run_dir = tmp_path_factory.mktemp("run")
+    logs: list[str] = []
+    finished: list[int] = []
+    engine = make_engine(run_dir, fast_supervisor, EngineConfig(population=3, generations=1), logs,
+                         on_generation=finished.append)
+    assert engine.run() == 0
+    engine.archive.close()
+    assert finished == [0, 1]                     # the hook that refreshes the run's plots
+    return run_dir, logs
+
+
+def test_a_whole_run_lands_in_the_archive(finished_run):
+    run_dir, logs = finished_run
+    assert [line.split()[1] for line in logs] == ["0/1", "1/1"]
+    run = load_run(run_dir)
+    assert len(run.df) >= 4 and (run.df.status == "ok").sum() >= 2
+    front = run.pareto()
+    assert len(front) >= 1 and front.on_front.all()
+    pts = run.df[run.df.val_bpb.notna()][["val_bpb", "tokens_per_sec"]].to_numpy()
+    for b, t in front[["val_bpb", "tokens_per_sec"]].to_numpy():   # nothing dominates the front
+        assert not ((pts[:, 0] <= b) & (pts[:, 1] >= t) & ((pts[:, 0] < b) | (pts[:, 1] > t))).any()
+    best = run.best()
+    chain = run.lineage(best.genome_id)
+    assert chain.iloc[0].operator == "seed" and chain.iloc[-1].genome_id == best.genome_id
+    assert "harness.submit" in run.source(best.genome_id)
+    evals = run.evals[run.evals.kind == "eval"]
+    assert evals.genome_id.is_unique                                 # nothing trained twice
+    assert set(run.evals.kind) <= {"eval", "confirm"}
+    gens = Archive.open(run_dir, readonly=True).generations()
+    assert [g["generation"] for g in gens] == [0, 1] and all(g["population"] for g in gens)
+
+
+def test_planned_genomes_already_evaluated_are_reused(finished_run, fast_supervisor, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(finished_run[0], run_dir)
+    archive = Archive.open(run_dir)
+    before = archive.eval_count()
+    ids = archive.genome_ids()
+    archive.plan_generation(2, ids[:2] + ids[:1])        # duplicates of evaluated genomes
+    archive.close()
+    logs: list[str] = []
+    engine = make_engine(run_dir, fast_supervisor, EngineConfig(population=3, generations=2), logs)
+    assert engine.run() == 0
+    assert engine.archive.eval_count() == before         # no evaluation at all
+    assert "(+0, 2 reused)" in logs[-1]
+
+
+def test_kill_9_then_resume_runs_nothing_twice(prepared, autoevolve_home, tmp_path):
+    run_dir = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "evolve", "--population", "2", "--generations", "1",
+           "--budget", "1", "--device", "cpu", "--vocab-size", "512", "--seed", str(TINY),
+           "--no-confirm", "--run-dir", str(run_dir)]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "AUTOEVOLVE_HOME": str(autoevolve_home)}
+    p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    db = run_dir / "archive.sqlite"
+    deadline = time.monotonic() + 240
+    rows = []
+    while time.monotonic() < deadline and p.poll() is None:
+        if db.exists():
+            try:
+                with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+                    rows = c.execute("SELECT eval_id, genome_id, kind, val_bpb FROM evals").fetchall()
+            except sqlite3.Error:
+                rows = []
+        if len(rows) >= 1:
+            break
+        time.sleep(0.1)
+    assert p.poll() is None and len(rows) >= 1, "the run ended before it could be killed"
+    p.send_signal(signal.SIGKILL)                         # mid-generation 0: 1 of 2 evaluated
+    p.wait()
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+        before = c.execute("SELECT eval_id, genome_id, kind, val_bpb FROM evals").fetchall()
+    r = subprocess.run([sys.executable, "-m", "evolve", "--resume", str(run_dir)], cwd=REPO,
+                       env=env, capture_output=True, text=True, timeout=400)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "gen 0/1" in r.stderr and "gen 1/1" in r.stderr
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+        after = c.execute("SELECT eval_id, genome_id, kind, val_bpb FROM evals").fetchall()
+        gens = c.execute("SELECT generation FROM generations WHERE population IS NOT NULL").fetchall()
+    assert after[:len(before)] == before                   # every finished evaluation kept
+    evals = [g for _, g, kind, _ in after if kind == "eval"]
+    assert len(evals) == len(set(evals))                   # and none run again
+    assert [g for (g,) in gens] == [0, 1]
+    assert len(after) > len(before)
+
+
+def test_nsga2_pieces():
+    a, b = Individual("a", 1.0, 10.0), Individual("b", 1.1, 5.0)
+    assert a.fitness.dominates(b.fitness) and Fitness.weights == (-1.0, 1.0)
+    assert hypervolume([(1.0, 10.0), (2.0, 20.0)], ref_bpb=3.0) == pytest.approx(30.0)
+    assert hypervolume([(4.0, 10.0)], ref_bpb=3.0) == 0.0
+    mask = pareto_mask(__import__("numpy").array([1.0, 2.0, 1.5]),
+                       __import__("numpy").array([10.0, 20.0, 5.0]))
+    assert list(mask) == [True, True, False]
+
+
+def test_config_problems_are_one_line():
+    assert "population" in EngineConfig(population=0).problem()
+    assert "unknown operator" in EngineConfig(operator_weights=(("nope", 1.0),)).problem()
+    assert EngineConfig().problem() is None
+    assert EngineConfig.from_dict(json.loads(json.dumps(EngineConfig().to_dict()))) == EngineConfig()
+
+
+def test_llm_token_cap_stops_proposing(tmp_path):
+    """With --max-llm-tokens reached, no proposal is launched and the run says so once."""
+    from genome.llm import LLMClient, LLMSettings
+    from genome.record import Genome
+
+    from evolve.search.proposals import Proposer
+
+    # Never contacted: the cap is checked before any call.
+    client = LLMClient(LLMSettings(models=(("m", 1.0),), base_url="http://127.0.0.1:9/v1",
+                                   api_key="k"))
+    proposer = Proposer(client, "program", max_tokens=0)
+    archive = Archive.create(tmp_path / "run", {"config": {}, "task": {}, "fingerprint": "x"})
+    logs: list[str] = []
+    engine = Engine(archive, None, EngineConfig(population=4), [Genome.seed(TINY.read_text())],
+                    log=logs.append, show_progress=False, proposer=proposer)
+    engine._launch_llm(1, None)
+    engine._launch_llm(2, None)
+    assert proposer.pending == {}
+    assert len(logs) == 1 and "token cap" in logs[0]
+    proposer.close()
+    archive.close()
