@@ -232,7 +232,7 @@ def _verdict(delta: float | None, noise: float | None) -> str:
 
 def cmd_replay(args) -> int:
     from evolve.search.archive import Archive, ArchiveError
-    from evolve.inspect.run import pooled_std
+    from evolve.search.noise import pooled_std
 
     if args.repeats < 1:
         return _fail("--repeats must be at least 1")

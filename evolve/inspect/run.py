@@ -20,13 +20,13 @@ Replays (kind = replay) appear in run.evals but never change run.df.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from evolve.search.archive import Archive
+from evolve.search.noise import pooled_std
 
 SCORED_KINDS = ("eval", "confirm")
 
@@ -41,29 +41,9 @@ def pareto_mask(bpb: np.ndarray, tps: np.ndarray) -> np.ndarray:
     return mask
 
 
-def pooled_std(pairs) -> float | None:
-    """Pooled sample std of val_bpb over genomes measured OK at least twice: the noise floor.
-    `pairs` is an iterable of (genome_id, val_bpb)."""
-    groups: dict[str, list[float]] = {}
-    for gid, bpb in pairs:
-        groups.setdefault(gid, []).append(float(bpb))
-    ss = dof = 0.0
-    for xs in groups.values():
-        if len(xs) >= 2:
-            m = sum(xs) / len(xs)
-            ss += sum((x - m) ** 2 for x in xs)
-            dof += len(xs) - 1
-    return math.sqrt(ss / dof) if dof else None
-
-
 def noise_floor(evals: pd.DataFrame) -> float | None:
     ok = evals[(evals.status == "ok") & evals.kind.isin(SCORED_KINDS)]
     return pooled_std(zip(ok.genome_id, ok.val_bpb))
-
-
-def noise_floor_of(archive: Archive) -> float | None:
-    return pooled_std(archive.conn.execute(
-        "SELECT genome_id, val_bpb FROM evals WHERE status = 'ok' AND kind IN ('eval', 'confirm')"))
 
 
 class Run:

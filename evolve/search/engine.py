@@ -368,7 +368,7 @@ class Engine:
     # -- the loop ------------------------------------------------------------------------------
     def summary(self, generation: int, population: list[str], planned: list[str],
                 new_results: list[EvalResult]) -> dict:
-        from evolve.inspect.run import noise_floor_of
+        from evolve.search.noise import noise_floor_of
 
         scored = self.scored(self.archive.genome_ids())
         pts = {g: (self.stats(g).bpb, self.stats(g).tps or 0.0) for g in scored}
