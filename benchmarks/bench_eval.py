@@ -8,8 +8,9 @@ Prints, as `key: value` lines:
 - harness_tokens_per_sec: what the supervisor can hand to a genome that only consumes batches
   (packing + socket + tensor conversion in the child): the loader's ceiling per evaluation;
 - startup_seconds: process start to the first training batch (Python, torch import, sandbox);
-- scoring_seconds / scoring_overhead_seconds: the scorer process for a tiny model, i.e. what every
-  evaluation pays on top of its training budget.
+- scoring_seconds / scoring_wall_seconds: scoring a tiny model (the scorer's own clock, and the
+  supervisor's from the start of scoring to the verdict, process starts included), i.e. what
+  every evaluation pays on top of its training budget; overhead_seconds: all of it together.
 autoresearch's baseline consumes ~1.7 M tokens/s on an H100; the loader must stay well above.
 Figures only: nothing here asserts a speed.
 """
@@ -52,12 +53,21 @@ def main() -> None:
 
     sup = Supervisor(task, data)
     rows = 128 if task.seq_len >= 1024 else 256        # ~262 K / ~65 K tokens a batch
-    r = sup.evaluate(CONSUMER.format(rows=rows))
+    marks: dict[str, float] = {}
+
+    def progress(phase: str, fraction: float) -> None:
+        marks.setdefault(phase, time.perf_counter())
+
+    r = sup.evaluate(CONSUMER.format(rows=rows), progress=progress)
+    ended = time.perf_counter()
     print(f"harness_status: {r.status.value}")
     print(f"harness_tokens_per_sec: {r.tokens_per_sec or 0:.3e}")
     print(f"harness_batch_tokens: {rows * task.seq_len}")
     print(f"startup_seconds: {r.startup_seconds or float('nan'):.2f}")
-    print(f"scoring_seconds: {r.scoring_seconds or float('nan'):.2f}")
+    print(f"scoring_seconds: {r.scoring_seconds or float('nan'):.2f}  (the scorer's own clock)")
+    if "scoring" in marks:
+        print(f"scoring_wall_seconds: {ended - marks['scoring']:.2f}  (scorer and model processes, "
+              "start to verdict)")
     overhead = (r.total_seconds or 0) - (r.training_seconds or 0)
     print(f"overhead_seconds: {overhead:.2f}  (total minus training: startup, export, scoring)")
     print(f"eval_tokens: {task.eval_rows * task.seq_len}")

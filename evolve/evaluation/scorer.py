@@ -1,84 +1,189 @@
-"""The trusted scorer: val_bpb of a submitted model, computed from its logits alone.
+"""The trusted scorer: val_bpb of a submitted model, computed from its logits by trusted code.
 
-Run by the supervisor as `python -m evolve.evaluation.scorer JOB.json` after the genome's process tree is
-dead, so no genome Python code runs while scoring: the genome's `harness.submit` exported its
-model with torch.export, and this process loads that program (a graph of tensor operations) and
-calls it with input tokens only. It never receives the targets. The job file names:
+Run by the supervisor as `python -m evolve.evaluation.scorer JOB.json` after the genome's process
+tree is dead. It never executes the genome's model itself. It:
 
-    program      the exported model (model.pt2), moved out of the genome's scratch directory
-    eval_rows    uint16 [rows, SEQ_LEN + 1]: the fixed eval set, packed by the supervisor from
-                 its in-memory copy of the validation split (the genome never sees it)
-    token_bytes  int32 [VOCAB_SIZE]: UTF-8 bytes of every token (special tokens: 0)
+1. reads the exported program (model.pt2, copied out of the genome's scratch directory) into
+   memory once and refuses archives that would run code while parsed (pickles, symbolic-shape
+   expressions, guard code: evolve.evaluation.archive_check, stdlib zipfile and json only;
+   this process never parses the graph or the weights with torch);
+2. starts the model process (evolve.evaluation.model_host) in its walls and sends it the
+   program's bytes: it loads them, refuses any graph with an op outside the allow-list
+   (evolve.evaluation.allowlist) before the program has ever run, and from then on receives
+   only input tokens, batch by batch; the targets, byte counts and verdict stay here;
+3. computes, from the logits that come back, cross-entropy in fp32 with fp64 sums over the
+   UTF-8 bytes of the targets: val_bpb = nats / (ln 2 x bytes); targets with zero bytes (BOS)
+   are not scored;
+4. mixes probe batches among the scored ones (evolve.evaluation.probes: causality with real-text
+   suffixes at cuts over every position, row permutation, state) and compares target
+   log-probabilities with absolute tolerances; a failed probe is CHEAT.
 
-val_bpb = sum over scored targets of cross-entropy in nats (fp32 logits, fp64 sums) divided by
-(ln 2 x the UTF-8 bytes of those targets). Targets with zero bytes (BOS) are not scored.
-
-Before loading, the archive is checked to hold plain tensors only (no pickled weights or
-objects, no compiled code), because torch.export.load would unpickle them. Before trusting the
-number, these checks on the same program:
-- state: every buffer and parameter must be unchanged after scoring, and the first eval batch
-  scored again at the end must give the same logits; a program that keeps state across calls
-  (e.g. a cache of earlier eval batches) is invalid;
-- causality probe: on eval batches chosen at random (unpredictable, after export), each row
-  gets its own random cut t and the tokens after it are replaced by random tokens; logits at
-  positions <= t must not move;
-- row independence: the same batch with its rows permuted must give the permuted logits.
-A failed probe is CHEAT. Results go to the job's `out` file as JSON; this module never prints a
-score to be grepped and never raises past main().
+The job file names: program, eval_rows (uint16 [rows, SEQ_LEN + 1], packed by the supervisor
+from its in-memory copy of the validation split), token_bytes (int32 [VOCAB_SIZE]), device,
+batch_size, vocab_size, deadline_s. The verdict is one JSON line on this process's original
+stdout, a pipe only the supervisor holds (everything else this process prints goes to stderr);
+the supervisor accepts it only with exit status 0. This module never raises past main().
 """
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import math
+import mmap
 import os
 import random
+import socket
+import subprocess
 import sys
 import time
 import traceback
+from pathlib import Path
 
-TOL = {"float32": 1e-4, "float64": 1e-6}    # relative to max |logit|; 16-bit dtypes: 1e-2
+from evolve.evaluation import model_host, probes
+from evolve.evaluation.archive_check import check_archive
 
-
-def check_archive(path: str) -> str | None:
-    """Refuse a .pt2 file that would make torch.export.load unpickle anything.
-
-    torch.export.load reads weights marked use_pickle, and opaque/custom objects, with pickle,
-    which runs arbitrary code: a genome writes this file, so only plain tensors are allowed.
-    (TORCH_FORCE_WEIGHTS_ONLY_LOAD=1, set in main(), covers the remaining torch.load calls.)"""
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as z:
-            for name in z.namelist():
-                if "aotinductor" in name or name.endswith((".so", ".pkl")):
-                    return f"archive member {name!r} is not allowed (compiled code or pickle)"
-                if name.endswith("_config.json"):
-                    config = json.loads(z.read(name)).get("config", {})
-                    for key, entry in config.items():
-                        if not isinstance(entry, dict):
-                            return f"malformed {name}"
-                        if entry.get("use_pickle"):
-                            return f"{key} is stored with pickle; only plain tensors are allowed"
-                        if str(entry.get("path_name", "")).startswith(("opaque_obj_", "custom_obj_")):
-                            return f"{key} is a pickled object; only plain tensors are allowed"
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
-        return f"not a torch.export archive ({type(e).__name__})"
-    return None
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]        # holds evolve/ and kernels/
+HOST_ENV_KEEP = ("PATH", "LANG", "CUDA_VISIBLE_DEVICES", "CUDA_HOME", "LD_LIBRARY_PATH",
+                 "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TRITON_INTERPRET", "NVIDIA_VISIBLE_DEVICES",
+                 "NVIDIA_DRIVER_CAPABILITIES")
 
 
-def _load_kernels() -> None:
-    """Register kernels/ custom ops so that exported programs that use them load."""
-    try:
-        import kernels  # noqa: F401
-    except Exception:
-        pass
+class ModelFailure(Exception):
+    """The model process failed or broke the protocol; status says how to record it."""
+
+    def __init__(self, status: str, reason: str):
+        super().__init__(reason)
+        self.status, self.reason = status, reason
 
 
-def _moved(a, b) -> tuple[float, float]:
-    diff = (a.float() - b.float()).abs().max().item()
-    scale = max(1.0, a.float().abs().max().item())
-    return diff, diff / scale
+class ModelProcess:
+    """The scorer's end of one model process (evolve.evaluation.model_host)."""
+
+    def __init__(self, job: dict, deadline: float):
+        from evolve.evaluation import sandbox
+
+        self.deadline = deadline
+        self.vocab = int(job["vocab_size"])
+        # Two output slots of the largest logits a batch can have (fp64); pages are only
+        # materialised where the model process writes, so fp32 logits use half of each.
+        self.slot_bytes = int(job["batch_size"]) * int(job["seq_len"]) * self.vocab * 8
+        self.memfd = os.memfd_create("autoevolve-logits", os.MFD_CLOEXEC)
+        os.ftruncate(self.memfd, 2 * self.slot_bytes)
+        self.shared = mmap.mmap(self.memfd, 2 * self.slot_bytes)
+        ours, theirs = socket.socketpair()
+        env = {k: os.environ[k] for k in HOST_ENV_KEEP if k in os.environ}
+        # Why TMPDIR: torch.export.load unpacks through tempfile; it is used only while the
+        # program loads, before the model process gives up every file right.
+        tmp = Path(job["dir"]) / "host-tmp"
+        tmp.mkdir(exist_ok=True)
+        # Why OMP_WAIT_POLICY: between forward passes the model's idle OpenMP threads would
+        # spin on the cores the scorer needs for the previous batch.
+        env.update({"OMP_WAIT_POLICY": "PASSIVE", "HOME": "/", "TMPDIR": str(tmp), "PYTHONPATH": str(PACKAGE_ROOT), "PYTHONNOUSERSITE": "1",
+                    "PYTHONDONTWRITEBYTECODE": "1", "TORCH_FORCE_WEIGHTS_ONLY_LOAD": "1",
+                    model_host.ENV: json.dumps({
+                        "device": job["device"], "landlock": bool(job.get("landlock")),
+                        "read_roots": job.get("read_roots", []),
+                        "out_fd": self.memfd, "slot_bytes": self.slot_bytes,
+                        "address_space_bytes": job.get("model_address_space_bytes")})})
+        self.log = open(job["model_log"], "wb") if job.get("model_log") else subprocess.DEVNULL
+        self.proc = subprocess.Popen(
+            [*sandbox.pidns_prefix(), sys.executable, "-m", "evolve.evaluation.model_host",
+             str(theirs.fileno())],
+            cwd="/", env=env, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
+            pass_fds=(theirs.fileno(), self.memfd), start_new_session=True)
+        theirs.close()
+        self.sock = ours
+
+    def _timeout(self) -> None:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise ModelFailure("timeout", "scoring ran past its time limit")
+        self.sock.settimeout(left)
+
+    def _reply(self) -> tuple[bytes, int, int, int, int]:
+        self._timeout()
+        try:
+            head = model_host.recv_exact(self.sock, model_host.REPLY.size)
+        except socket.timeout:
+            raise ModelFailure("timeout", "the model process took longer than the scoring limit")
+        if head is None:
+            code = self.proc.poll()
+            raise ModelFailure("crash", "the model process died" +
+                               (f" (exit {code})" if code is not None else ""))
+        tag, code, rows, cols, n = model_host.REPLY.unpack(bytes(head))
+        if tag == b"F":
+            text = model_host.recv_exact(self.sock, min(n, 1000)) or b""
+            raise ModelFailure("invalid", text.decode("utf-8", "replace"))
+        return tag, code, rows, cols, n
+
+    def load(self, blob: bytes) -> int | None:
+        """Send the program; the host checks it against the allow-list before it ever runs
+        and answers with its parameter count (or a refusal, raised as ModelFailure)."""
+        self._timeout()
+        self.sock.sendall(model_host.PROGRAM.pack(b"P", len(blob)) + blob)
+        tag, _, _, _, n = self._reply()
+        if tag != b"K" or n > 1000:
+            raise ModelFailure("crash", "the model process broke the protocol while loading")
+        try:
+            info = json.loads(bytes(model_host.recv_exact(self.sock, n) or b"{}"))
+            return int(info["num_params"])
+        except (ValueError, KeyError, TypeError):
+            raise ModelFailure("crash", "the model process broke the protocol while loading")
+
+    def send(self, x, slot: int) -> None:
+        """Ask for the logits of input tokens x (uint16 numpy [rows, T]) in output slot 0 or 1."""
+        import numpy as np
+
+        rows, cols = x.shape
+        self._timeout()
+        self.sock.sendall(model_host.REQUEST.pack(b"R", rows, cols, slot)
+                          + np.ascontiguousarray(x, dtype="<u2").tobytes())
+
+    def receive(self, shape: tuple[int, int], slot: int):
+        """The logits of the request sent for `slot`: (tensor [rows, T, V] viewing the shared
+        slot, dtype name). Valid until the slot is asked for again."""
+        import torch
+
+        rows, cols = shape
+        tag, code, r, c, v = self._reply()
+        if tag != b"L" or code >= len(model_host.DTYPES):
+            raise ModelFailure("crash", "the model process broke the protocol")
+        if (r, c, v) != (rows, cols, self.vocab):
+            raise ModelFailure("invalid", f"model returned {(r, c, v)}, expected logits "
+                                          f"{(rows, cols, self.vocab)}")
+        dtype = getattr(torch, model_host.DTYPES[code])
+        nbytes = r * c * v * torch.empty((), dtype=dtype).element_size()
+        t = torch.frombuffer(self.shared, dtype=torch.uint8, count=nbytes,
+                             offset=slot * self.slot_bytes)
+        return t.view(dtype).view(r, c, v), model_host.DTYPES[code]
+
+    def close(self) -> None:
+        from evolve.evaluation import sandbox
+
+        try:
+            self.sock.sendall(model_host.REQUEST.pack(b"Q", 0, 0, 0))
+        except OSError:
+            pass
+        self.sock.close()
+        try:
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            pass
+        sandbox.kill_session(self.proc.pid)
+        self.proc.wait()
+        if self.log is not subprocess.DEVNULL:
+            self.log.close()
+        try:
+            self.shared.close()
+        except BufferError:
+            pass                      # a tensor still views it; freed with the process
+        os.close(self.memfd)
+
+
+def device_is_cpu(job: dict) -> bool:
+    return not str(job["device"]).startswith("cuda")
 
 
 def score(job: dict) -> dict:
@@ -86,99 +191,79 @@ def score(job: dict) -> dict:
     import torch
     import torch.nn.functional as F
 
-    t_start = time.time()
+    if device_is_cpu(job):
+        # Why: on CPU the model process does the heavy work; idle OpenMP threads of this process
+        # spin-wait on the same cores and slowed each of its forward passes ~40x (measured).
+        torch.set_num_threads(1)
+    t_start = time.monotonic()
+    deadline = t_start + float(job.get("deadline_s", 600.0))
     device = job["device"]
-    problem = check_archive(job["program"])
-    if problem:
-        return {"status": "invalid", "reason": f"submitted model refused: {problem}"}
+    blob = Path(job["program"]).read_bytes()
+    host = ModelProcess(job, deadline)           # starts importing torch while we inspect
+    num_params = None
     try:
-        program = torch.export.load(job["program"])
-    except Exception as e:
-        return {"status": "invalid", "reason": f"submitted model does not load: {type(e).__name__}: "
-                f"{str(e).splitlines()[0][:200] if str(e) else ''}"}
-    sig = program.graph_signature
-    state = program.state_dict
-    num_params = int(sum(state[n].numel() for n in sig.parameters if n in state))
-    module = program.module()
-    # Every tensor the program holds, to prove afterwards that scoring changed none of them: a
-    # program that updates its buffers in place could carry eval data from batch to batch.
-    held = {f"buffer {k}": v.detach().clone() for k, v in module.named_buffers()}
-    held.update({f"parameter {k}": v.detach().clone() for k, v in module.named_parameters()})
-    rows = torch.from_numpy(np.load(job["eval_rows"]).astype(np.int64)).to(device)
-    token_bytes = torch.from_numpy(np.load(job["token_bytes"]).astype(np.int64)).to(device)
-    B, V = int(job["batch_size"]), int(job["vocab_size"])
-    n_batches = rows.shape[0] // B
-    T = rows.shape[1] - 1
-    rng = random.SystemRandom()              # the genome cannot predict which batches are probed
-    # Each probed row gets its own cut t: positions after it are replaced, positions <= t must
-    # not move, so one probed batch checks B different positions.
-    probes = {b: torch.tensor([rng.randrange(T // 8, T - T // 8) for _ in range(B)],
-                              device=device) for b in rng.sample(range(n_batches), min(2, n_batches))}
-    position = torch.arange(T, device=device)
-    refs = {}
-    nats = 0.0
-    nbytes = 0
-    with torch.no_grad():
-        for b in range(n_batches):
-            x = rows[b * B:(b + 1) * B, :-1]
-            y = rows[b * B:(b + 1) * B, 1:]
-            logits = module(x)
-            if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (B, T, V):
-                shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-                return {"status": "invalid", "num_params": num_params,
-                        "reason": f"model returned {shape}, expected logits {(B, T, V)}"}
-            if not logits.is_floating_point():
-                return {"status": "invalid", "reason": f"logits have dtype {logits.dtype}"}
-            ce = F.cross_entropy(logits.float().reshape(-1, V), y.reshape(-1), reduction="none")
-            w = token_bytes[y.reshape(-1)]
-            batch_nats = (ce.double() * (w > 0)).sum().item()
-            if not math.isfinite(batch_nats):
-                return {"status": "diverged", "num_params": num_params,
-                        "reason": f"non-finite loss on eval batch {b}"}
-            nats += batch_nats
-            nbytes += int(w.sum().item())
-            if b in probes:
-                refs[b] = logits.clone()
-            if b == 0:
-                first = logits.clone()
-        dtype = str(refs[next(iter(refs))].dtype).replace("torch.", "") if refs else "float32"
-        tol = TOL.get(dtype, 1e-2)
-        _, rel = _moved(first, module(rows[:B, :-1]))
-        if rel > tol:
-            return {"status": "invalid", "num_params": num_params,
-                    "reason": f"the model keeps state across calls: the first eval batch scored "
-                              f"again gives logits that differ by {rel:.3g} (relative)"}
-        worst = rel
-        for b, cut in probes.items():
-            x = rows[b * B:(b + 1) * B, :-1]
-            after = position[None, :] > cut[:, None]              # [B, T]: replaced positions
-            noisy = torch.where(after, torch.randint_like(x, 0, V), x)
-            moved = (refs[b].float() - module(noisy).float()).abs().amax(-1)   # [B, T]
-            scale = max(1.0, refs[b].float().abs().max().item())
-            rel = moved.masked_fill(after, 0.0).max().item() / scale
-            worst = max(worst, rel)
-            if rel > tol:
-                return {"status": "cheat", "num_params": num_params,
-                        "reason": f"causality probe: logits moved by {rel:.3g} (relative) at "
-                                  "positions before the tokens that were changed"}
-            perm = torch.randperm(B, device=device)
-            _, rel = _moved(refs[b][perm], module(x[perm]))
-            worst = max(worst, rel)
-            if rel > tol:
-                return {"status": "cheat", "num_params": num_params,
-                        "reason": f"row probe: permuting the batch rows changed logits by {rel:.3g}"}
-        now = {f"buffer {k}": v for k, v in module.named_buffers()}
-        now.update({f"parameter {k}": v for k, v in module.named_parameters()})
-        changed = [k for k, v in held.items() if k not in now or not torch.equal(v, now[k].detach())]
-        if changed:
-            return {"status": "invalid", "num_params": num_params,
-                    "reason": f"the model changed its own state while scored ({changed[0]}): "
-                              "state across eval batches is not allowed"}
+        problem = check_archive(io.BytesIO(blob))
+        if problem:
+            return {"status": "invalid", "reason": f"submitted model refused: {problem}"}
+        rows_all = np.load(job["eval_rows"]).astype(np.int64)
+        token_bytes = torch.from_numpy(np.load(job["token_bytes"]).astype(np.int64)).to(device)
+        B = int(job["batch_size"])
+        x_all = rows_all[:, :-1].astype(np.uint16)
+        y_all = torch.from_numpy(rows_all[:, 1:]).to(device)
+        n, T = x_all.shape
+        # Unpredictable by the genome (the program is fixed before this draw); tests may fix it.
+        rng = random.Random(job["probe_seed"]) if "probe_seed" in job else random.SystemRandom()
+        plan = probes.plan(n, B, T, rng)
+        plan.append(dataclasses.replace(plan[0], kind="state"))
+        num_params = host.load(blob)
+        ref = np.full((n, T), np.nan, dtype=np.float32)      # target log-probs of scored rows
+        results = []
+        nats, nbytes = 0.0, 0
+        # One request in flight ahead: the model computes batch i+1 while batch i is scored.
+        host.send(probes.inputs(plan[0], x_all), 0)
+        for i, req in enumerate(plan):
+            if i + 1 < len(plan):
+                host.send(probes.inputs(plan[i + 1], x_all), (i + 1) % 2)
+            logits, _ = host.receive((B, T), i % 2)
+            idx = torch.tensor(req.rows, device=device)
+            y = y_all[idx]
+            lp = -F.cross_entropy(logits.to(device).float().reshape(-1, logits.shape[-1]),
+                                  y.reshape(-1), reduction="none").view(y.shape)
+            del logits
+            if req.kind == "score":
+                w = token_bytes[y]
+                batch_nats = -(lp.double() * (w > 0)).sum().item()
+                if not math.isfinite(batch_nats):
+                    return {"status": "diverged", "num_params": num_params,
+                            "reason": "non-finite loss on an eval batch"}
+                nats += batch_nats
+                nbytes += int(w.sum().item())
+                ref[list(req.rows)] = lp.cpu().numpy()
+            results.append(lp.cpu().numpy())
+        tol = probes.TOLERANCE
+        worst = 0.0
+        for req, lp in zip(plan[:-1], results[:-1]):
+            if req.kind in ("causal", "rows"):
+                change = probes.max_change(req, lp, ref)
+                worst = max(worst, change)
+                reason = probes.verdict(req.kind, change, tol)
+                if reason:
+                    return {"status": "cheat", "num_params": num_params, "reason": reason}
+        change = float(np.nan_to_num(np.abs(results[-1] - results[0]), nan=np.inf).max())
+        worst = max(worst, change)
+        reason = probes.verdict("state", change, tol)
+        if reason:
+            return {"status": "invalid", "num_params": num_params, "reason": reason}
+    except ModelFailure as f:
+        return {"status": f.status, "reason": f.reason, "num_params": num_params}
+    finally:
+        host.close()
     if nbytes <= 0:
         return {"status": "invalid", "reason": "eval set has no scored bytes"}
     bpb = nats / (math.log(2) * nbytes)
     out = {"status": "ok", "val_bpb": bpb, "num_params": num_params, "eval_bytes": nbytes,
-           "probe_max_relative_change": worst, "scoring_seconds": time.time() - t_start}
+           "probe_max_change": worst, "probe_rows": sum(len(r.rows) for r in plan if r.kind == "causal"),
+           "scoring_seconds": time.monotonic() - t_start}
     if device.startswith("cuda"):
         out["device_name"] = torch.cuda.get_device_name()
     if not math.isfinite(bpb):
@@ -187,28 +272,29 @@ def score(job: dict) -> dict:
 
 
 def main() -> None:
+    # The verdict channel: the original stdout (a pipe only the supervisor reads). Everything
+    # else this process or its libraries print goes to stderr, so exactly one line comes out.
+    verdict = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
     os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"     # before torch is imported
-    job = json.loads(open(sys.argv[1]).read())
     try:
+        job = json.loads(Path(sys.argv[1]).read_text())
         if job.get("landlock"):
             from evolve.evaluation import sandbox
             err = sandbox.apply_landlock(read=job["read_roots"], write=[job["dir"]])
             if err:
                 raise RuntimeError(f"sandbox: {err}")
-        _load_kernels()
         result = score(job)
     except MemoryError:
         result = {"status": "oom", "reason": "scorer ran out of memory"}
     except Exception as e:
         msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
         oom = "out of memory" in str(e).lower()
-        result = {"status": "oom" if oom else "invalid",
+        result = {"status": "oom" if oom else "crash",
                   "reason": f"scoring failed: {type(e).__name__}: {msg}",
                   "traceback": traceback.format_exc()[-2000:]}
-    tmp = job["out"] + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f)
-    os.replace(tmp, job["out"])
+    verdict.write(json.dumps(result) + "\n")
+    verdict.flush()
 
 
 if __name__ == "__main__":

@@ -12,11 +12,13 @@
    allowance runs out), counts the tokens handed out and stops serving when the budget is spent;
 3. the supervisor's clock is final: after budget + submit allowance the whole process tree is
    killed (TIMEOUT); too many processes or too much scratch disk is a CRASH;
-4. after the child's tree is dead, the exported model is moved to a private directory and
-   scored by a separate scorer process (evolve.evaluation.scorer) against the eval rows the supervisor
-   holds in memory. Where landlock is unavailable (so the genome could write outside its
-   scratch directory), the package files are also compared with a snapshot taken at start and
-   restored; a change is CHEAT.
+4. after the child's tree is dead, the exported model is copied (never followed) into a
+   private directory and scored by the trusted scorer process (evolve.evaluation.verdict,
+   evolve.evaluation.scorer), which runs the model itself only in a walled model process
+   (evolve.evaluation.model_host) against the eval rows the supervisor holds in memory. Where
+   landlock is unavailable (so the genome could write outside its scratch directory), the
+   package files are also compared with a snapshot taken at start and restored; a change is
+   CHEAT.
 
 Every outcome is a value: evaluate() never raises for anything the genome does.
 """
@@ -42,7 +44,7 @@ from typing import Callable
 
 import numpy as np
 
-from evolve.evaluation import channel, sandbox
+from evolve.evaluation import channel, sandbox, verdict
 from evolve.data.loader import BestFitPacker, document_bounds, eval_rows
 from evolve.data.prepare import PreparedData
 from evolve.evaluation.result import EvalResult, Status, make_result
@@ -446,40 +448,16 @@ class Supervisor:
             shutil.rmtree(jobdir, ignore_errors=True)
 
     def _score(self, model: Path, jobdir: Path, done, call) -> EvalResult:
-        task = self.task
-        shutil.move(str(model), jobdir / "model.pt2")
-        np.save(jobdir / "eval_rows.npy", self.eval_rows)
-        np.save(jobdir / "token_bytes.npy", self.token_bytes)
-        job = {"program": str(jobdir / "model.pt2"), "eval_rows": str(jobdir / "eval_rows.npy"),
-               "token_bytes": str(jobdir / "token_bytes.npy"), "device": task.device,
-               "batch_size": task.eval_batch_size, "vocab_size": task.vocab_size,
-               "out": str(jobdir / "score.json"), "dir": str(jobdir), "landlock": self.landlock,
-               "read_roots": list(sandbox.SYSTEM_READ) + sandbox.python_read_roots()}
-        (jobdir / "job.json").write_text(json.dumps(job))
         call.progress("scoring", 1.0)
         env = {k: os.environ[k] for k in ENV_KEEP if k in os.environ}
         env.update(self.extra_env)
         env.update(call.env)
         env.update({"HOME": str(jobdir), "TMPDIR": str(jobdir), "PYTHONPATH": str(PACKAGE_ROOT),
                     "PYTHONNOUSERSITE": "1", "TORCH_FORCE_WEIGHTS_ONLY_LOAD": "1"})
-        with open(jobdir / "scorer.log", "wb") as log:
-            try:
-                p = subprocess.Popen([sys.executable, "-m", "evolve.evaluation.scorer", str(jobdir / "job.json")],
-                                     cwd=jobdir, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                     stderr=log, start_new_session=True,
-                                     preexec_fn=_die_with_parent)
-                p.wait(timeout=task.score_s)
-            except subprocess.TimeoutExpired:
-                sandbox.kill_session(p.pid)
-                p.wait()
-                return done(Status.TIMEOUT, f"scoring took longer than {task.score_s:g} s")
-            finally:
-                sandbox.kill_session(p.pid)
-        try:
-            out = json.loads((jobdir / "score.json").read_text())
-        except (OSError, ValueError):
-            return done(Status.CRASH, "scorer died without a result: "
-                        + (_tail(jobdir / "scorer.log", 1) or f"exit {p.returncode}"))
+        out = verdict.run_scorer(model, jobdir, eval_rows=self.eval_rows,
+                                 token_bytes=self.token_bytes, task=self.task, env=env,
+                                 landlock=self.landlock, model_memory=self.memory_limit,
+                                 max_model_bytes=FILE_LIMIT, preexec_fn=_die_with_parent)
         status = Status(out.get("status", "invalid"))
         extra = {"num_params": out.get("num_params"), "scoring_seconds": out.get("scoring_seconds")}
         name = out.get("device_name")

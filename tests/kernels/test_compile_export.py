@@ -173,6 +173,9 @@ def test_export_keeps_the_ops_and_runs_in_other_processes(interpret, tmp_path):
     targets = {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}
     for op in ("rms_norm", "rotary", "relu2", "swiglu"):
         assert f"autoevolve.{op}.default" in targets, sorted(targets)
+    from evolve.evaluation.allowlist import check_program
+
+    assert check_program(ep) is None          # the scorer accepts every kernel swap
     expected = model(idx).detach()
     torch.testing.assert_close(ep.module()(idx), expected)
     torch.export.save(ep, tmp_path / "model.pt2")
@@ -192,6 +195,9 @@ def test_export_on_cpu_without_interpreter_is_plain_aten(monkeypatch):
     idx = torch.randint(0, 29, (2, 6))
     ep = torch.export.export(model, (idx,), strict=False)
     assert not any("autoevolve" in str(n.target) for n in ep.graph.nodes)
+    from evolve.evaluation.allowlist import check_program
+
+    assert check_program(ep) is None
     torch.testing.assert_close(ep.module()(idx), model(idx))
 
 

@@ -24,16 +24,16 @@ class Fixed(torch.nn.Module):
         return self.table[x]
 
 
-def job(tmp_path, model, rows, token_bytes):
+def job(tmp_path, model, rows, token_bytes, batch=B):
     with torch.no_grad():
-        ep = torch.export.export(model, (torch.as_tensor(rows[:B, :-1], dtype=torch.int64),),
+        ep = torch.export.export(model, (torch.as_tensor(rows[:batch, :-1], dtype=torch.int64),),
                                  strict=False)
     torch.export.save(ep, tmp_path / "m.pt2")
     np.save(tmp_path / "rows.npy", rows.astype(np.uint16))
     np.save(tmp_path / "tb.npy", token_bytes.astype(np.int32))
     return {"program": str(tmp_path / "m.pt2"), "eval_rows": str(tmp_path / "rows.npy"),
-            "token_bytes": str(tmp_path / "tb.npy"), "device": "cpu", "batch_size": B,
-            "vocab_size": V}
+            "token_bytes": str(tmp_path / "tb.npy"), "device": "cpu", "batch_size": batch,
+            "vocab_size": V, "seq_len": rows.shape[1] - 1, "dir": str(tmp_path), "model_log": str(tmp_path / "model.log")}
 
 
 def test_bpb_matches_hand_computation(tmp_path):
@@ -76,3 +76,39 @@ def test_unloadable_program_is_invalid(tmp_path):
     (tmp_path / "m.pt2").write_bytes(b"not a zip file")
     out = score(j)
     assert out["status"] == "invalid" and "not a torch.export archive" in out["reason"]
+
+
+class SparsePeek(torch.nn.Module):
+    """Predicts from the *next* token at a chosen set of positions, with a logit offset."""
+
+    def __init__(self, where, offset: float):
+        super().__init__()
+        self.register_buffer("table", torch.eye(V) * 6.0 + offset)
+        self.register_buffer("where", where)
+
+    def forward(self, x):
+        nxt = torch.roll(x, shifts=-1, dims=1)
+        return self.table[torch.where(self.where, nxt, x)]
+
+
+@pytest.mark.parametrize("trial", range(4))
+def test_lookahead_at_two_percent_of_positions_is_a_cheat_at_any_offset(tmp_path, trial):
+    rng = np.random.default_rng(trial)
+    seq, batch = 100, 4                                  # 2 % of positions = 2 of 100
+    rows = rng.integers(1, V, size=(8 * batch, seq + 1))
+    where = torch.zeros(seq, dtype=torch.bool)
+    where[torch.from_numpy(rng.choice(seq - 1, size=2, replace=False))] = True
+    offset = [0.0, 1e4, -50.0, 3.0][trial]
+    j = job(tmp_path, SparsePeek(where, offset), rows, np.ones(V), batch=batch)
+    j["probe_seed"] = 1000 + trial                       # reproducible draw of probe rows and cuts
+    out = score(j)
+    assert out["status"] == "cheat", out
+    assert "causality probe" in out["reason"]
+
+
+def test_causal_model_passes_every_probe_exactly(tmp_path):
+    rng = np.random.default_rng(7)
+    rows = rng.integers(1, V, size=(4 * B, T + 1))
+    out = score(job(tmp_path, Fixed(3.0), rows, np.ones(V)))
+    assert out["status"] == "ok" and out["probe_max_change"] == 0.0, out
+    assert out["probe_rows"] >= 240

@@ -13,6 +13,8 @@ import subprocess
 import sys
 import time
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -192,3 +194,34 @@ def test_nothing_can_be_left_in_dev_shm(supervisor, tmp_path):
     r = supervisor.evaluate((ADVERSARIAL / "shm_persist.py").read_text(), log_dir=tmp_path)
     out = (tmp_path / "stdout.txt").read_text()
     assert "SHM_WRITE_DENIED" in out, out
+
+
+# Scorer integrity: the exported program is untrusted code, and probes cannot be dodged.
+# Each fixture is a genome whose only aim is a better recorded val_bpb than it earned.
+@pytest.mark.parametrize("name, status, words", [
+    ("graph_writes_verdict", Status.INVALID, "aten::from_file"),
+    ("graph_reads_rows", Status.INVALID, "aten::from_file"),
+    ("random_op", Status.INVALID, "aten::rand_like"),
+    ("strided_peek", Status.INVALID, "aten::as_strided"),
+    ("symlink_model", Status.INVALID, "not a regular file"),
+    ("offset_lookahead", Status.CHEAT, "causality probe"),
+    ("edge_lookahead", Status.CHEAT, "causality probe"),
+    ("sparse_lookahead", Status.CHEAT, "causality probe"),
+    ("probe_aware_lookahead", Status.CHEAT, "causality probe"),
+])
+def test_scorer_integrity_attack_gets_no_score(supervisor, name, status, words):
+    r = run(supervisor, name)
+    assert r.status is status and r.val_bpb is None, r.summary()
+    assert words in r.reason, r.reason
+
+
+@pytest.mark.parametrize("attack, words", [("sympy", "symbolic-shape"), ("guards", "guards_code")])
+def test_code_planted_in_the_archive_never_runs(supervisor, attack, words):
+    marker = Path("/tmp/autoevolve-archive-code-ran")
+    marker.unlink(missing_ok=True)
+    source = (ADVERSARIAL / "archive_code.py").read_text().replace(
+        'ATTACK = "sympy"', f'ATTACK = "{attack}"')
+    r = supervisor.evaluate(source)
+    assert r.status is Status.INVALID and r.val_bpb is None, r.summary()
+    assert words in r.reason, r.reason
+    assert not marker.exists()

@@ -1,0 +1,201 @@
+"""The model process: runs a submitted model on the inputs it is sent, and nothing else.
+
+The scorer (trusted) starts `python -m evolve.evaluation.model_host FD` for each evaluation and
+talks to it over one socket, FD, that the scorer opened. The exported program is untrusted code
+(see evolve.evaluation.allowlist for the first wall), so this process is the second wall:
+
+- it holds only the program (sent as bytes over the socket, never a path) and the input tokens
+  of each request; it never receives a target, a byte count or a verdict;
+- it parses the archive here, not in the scorer, under a first landlock layer (read Python and
+  system files, write only its temporary directory), with the deserialiser's code-evaluating
+  paths refused (symbolic shapes; guard code is never compiled), then checks the graph against
+  the allow-list (evolve.evaluation.allowlist) before the program has ever run, and reports the
+  parameter count or the refusal;
+- before the program first runs, a second landlock layer takes away every file right (it can
+  open nothing, not even to read), TCP and signals to processes outside itself; rlimits make
+  any file write fail (RLIMIT_FSIZE 0) and, on CPU, bound its memory; the scorer starts it in
+  its own PID namespace where the system allows, with a scrubbed environment, / as working
+  directory and stdout/stderr on a log the scorer only tails;
+- what it can send back is one reply per request on the scorer's socket: logits of a checked
+  shape and dtype, or a one-line failure. The scorer computes every number from those logits.
+
+Wire format (little-endian; struct formats below):
+    scorer -> host   PROGRAM  b"P", n bytes, then the .pt2 archive
+                     REQUEST  b"R", rows, cols, slot, then rows*cols uint16 input tokens
+                     REQUEST  b"Q", 0, 0, 0: exit
+    host -> scorer   REPLY    b"K" ready, JSON {"num_params": N} follows | b"L" logits are in
+                     the slot | b"F" failure text follows; after the tag: dtype code, rows,
+                     cols, vocab (or the length of the JSON or text)
+
+Logits travel through a shared memory file (memfd) the scorer created and passed as
+config["out_fd"]: two slots of config["slot_bytes"], so the model computes batch i+1 while the
+scorer scores batch i. Only this module's own code writes there, after a forward pass returns:
+the program has no handle on it (no op on the allow-list can reach a file or a mapping).
+
+This module decides nothing and prints no score.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import mmap
+import os
+import socket
+import struct
+import sys
+
+PROGRAM = struct.Struct("<cQ")          # tag, archive size in bytes
+REQUEST = struct.Struct("<cIIB")        # tag, rows, cols, output slot
+REPLY = struct.Struct("<cBIII")         # tag, dtype code, rows, cols, vocab (or text length)
+DTYPES = ("float32", "bfloat16", "float16", "float64")   # code = index
+MAX_PROGRAM = 16 * 2 ** 30              # bytes; the genome's files are capped at 4 GiB anyway
+ENV = "AUTOEVOLVE_MODEL_HOST"           # JSON: device, landlock, address_space_bytes
+
+
+def recv_exact(sock: socket.socket, n: int) -> bytearray | None:
+    """Exactly n bytes, or None if the peer closed first."""
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = sock.recv_into(view[got:], min(n - got, 1 << 24))
+        if k == 0:
+            return None
+        got += k
+    return buf
+
+
+def _fail(sock: socket.socket, text: str) -> None:
+    blob = " ".join(text.split())[:300].encode("utf-8", "replace")
+    try:
+        sock.sendall(REPLY.pack(b"F", 0, 0, 0, len(blob)) + blob)
+    except OSError:
+        pass
+
+
+def _contain(config: dict, read: list[str], write: list[str]) -> None:
+    """Apply rlimits and one landlock layer; layers stack, each only takes rights away."""
+    from evolve.evaluation import sandbox
+
+    sandbox.apply_rlimits(config.get("address_space_bytes"), 0 if not write else 2 ** 34, None)
+    if config.get("landlock"):
+        err = sandbox.apply_landlock(read=read, write=write)
+        if err:
+            raise RuntimeError(f"sandbox: {err}")
+
+
+def _refuse_code_in_archives() -> None:
+    """Second line behind evolve.evaluation.archive_check: make the deserialiser's one place
+    that evaluates text from the archive (symbolic shapes go through sympy.sympify) refuse."""
+    try:
+        from torch._export.serde import serialize
+    except ImportError:
+        return
+
+    def refuse(self, expr_str, hint=None):
+        raise serialize.SerializeError("symbolic shapes are not accepted in a submitted model")
+
+    if hasattr(serialize, "GraphModuleDeserializer"):
+        serialize.GraphModuleDeserializer._parse_sym_expr = refuse
+
+
+def serve(sock: socket.socket, config: dict) -> int:
+    import torch
+
+    from evolve.evaluation.allowlist import check_program
+
+    try:
+        import kernels  # noqa: F401  (registers the autoevolve:: ops a program may use)
+    except Exception:
+        pass
+    # Layer 1, before any untrusted byte is parsed: read Python and system files only, write
+    # only the temporary directory torch.export.load unpacks into.
+    _contain(config, read=config.get("read_roots", []), write=[os.environ.get("TMPDIR", "/nonexistent")])
+    head = recv_exact(sock, PROGRAM.size)
+    if head is None:
+        return 0
+    tag, size = PROGRAM.unpack(bytes(head))
+    if tag != b"P" or size > MAX_PROGRAM:
+        _fail(sock, "bad program header")
+        return 2
+    blob = recv_exact(sock, size)
+    if blob is None:
+        return 0
+    _refuse_code_in_archives()
+    device = config.get("device", "cpu")
+    slot_bytes = int(config["slot_bytes"])
+    shared = mmap.mmap(int(config["out_fd"]), 2 * slot_bytes)
+    out_buf = torch.frombuffer(shared, dtype=torch.uint8)
+    try:
+        program = torch.export.load(io.BytesIO(bytes(blob)))
+    except Exception as e:
+        _fail(sock, f"submitted model does not load: {type(e).__name__}: {e}")
+        return 2
+    del blob
+    # The allow-list is checked here, before the program has ever run: until now only torch's
+    # own code has run here (on untrusted bytes, which the scorer's archive_check vetted for
+    # constructs that would run code). A refusal can only cost the genome its score.
+    problem = check_program(program)
+    if problem:
+        _fail(sock, f"submitted model refused: {problem}")
+        return 2
+    sig, state = program.graph_signature, program.state_dict
+    info = json.dumps({"num_params": int(sum(state[n].numel() for n in sig.parameters
+                                             if n in state))}).encode()
+    module = program.module(check_guards=False)     # no guard code is compiled from the archive
+    torch.set_grad_enabled(False)
+    # Layer 2, before the program first runs: no file rights at all.
+    _contain(config, read=[], write=[])
+    sock.sendall(REPLY.pack(b"K", 0, 0, 0, len(info)) + info)
+    while True:
+        head = recv_exact(sock, REQUEST.size)
+        if head is None:
+            return 0
+        tag, rows, cols, slot = REQUEST.unpack(bytes(head))
+        if tag != b"R" or slot > 1:
+            return 0
+        payload = recv_exact(sock, rows * cols * 2)
+        if payload is None:
+            return 0
+        x = torch.frombuffer(payload, dtype=torch.uint16).to(torch.int64).view(rows, cols)
+        try:
+            logits = module(x.to(device))
+        except Exception as e:
+            _fail(sock, f"the model failed on an eval batch: {type(e).__name__}: {e}")
+            continue
+        if not isinstance(logits, torch.Tensor) or logits.dim() != 3:
+            what = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            _fail(sock, f"model returned {what}, expected logits [rows, cols, vocab]")
+            continue
+        name = str(logits.dtype).replace("torch.", "")
+        if name not in DTYPES:
+            _fail(sock, f"logits have dtype {name}")
+            continue
+        nbytes = logits.numel() * logits.element_size()
+        if nbytes > slot_bytes:
+            _fail(sock, f"model returned {tuple(logits.shape)}, larger than the logits expected")
+            continue
+        start = slot * slot_bytes
+        out_buf[start:start + nbytes].view(logits.dtype).view(logits.shape).copy_(logits.detach())
+        sock.sendall(REPLY.pack(b"L", DTYPES.index(name), *logits.shape))
+
+
+def main() -> None:
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    config = json.loads(os.environ.get(ENV, "{}"))
+    try:
+        code = serve(sock, config)
+    except MemoryError:
+        _fail(sock, "the model process ran out of memory")
+        code = 3
+    except Exception as e:  # anything here is the model's doing or a wall; say it in one line
+        _fail(sock, f"model process: {type(e).__name__}: {e}")
+        code = 2
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""The op allow-list: pure tensor programs pass; each family of dangerous ops is refused by name.
+
+Programs are exported here with torch.export exactly as harness.submit does (non-strict, eval
+shape). The seeds pass through the real path in tests/seeds (every shrunk seed must score, so
+its graph passed this check); the kernel swaps are checked in tests/kernels.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from evolve.evaluation.allowlist import ATEN, check_program
+
+V, T, B = 32, 8, 2
+
+
+def export(model: nn.Module):
+    model.eval()
+    with torch.no_grad():
+        return torch.export.export(model, (torch.randint(0, V, (B, T)),), strict=False)
+
+
+class Block(nn.Module):
+    """A small causal transformer block using the common ops of a GPT forward."""
+
+    def __init__(self, dim=16):
+        super().__init__()
+        self.emb = nn.Embedding(V, dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, V)
+        self.drop = nn.Dropout(0.1)
+
+    def forward(self, x):
+        h = self.norm(self.emb(x))
+        q, k, v = self.qkv(h).view(B, T, 3, 2, 8).unbind(2)
+        a = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                           is_causal=True)
+        h = h + self.drop(a.transpose(1, 2).reshape(B, T, 16))
+        h = F.rms_norm(F.gelu(h) * torch.sigmoid(h), (16,))
+        return 15 * torch.tanh(self.head(h).float() / 15)
+
+
+def test_a_pure_transformer_block_passes():
+    assert check_program(export(Block())) is None
+
+
+def test_the_groups_are_real_aten_ops():
+    missing = [name for name in ATEN if not hasattr(torch.ops.aten, name)]
+    assert not missing, missing
+
+
+class FromFile(nn.Module):
+    def forward(self, x):
+        raw = torch.from_file("/etc/hostname", shared=False, size=4, dtype=torch.uint8)
+        return torch.zeros(B, T, V) + raw.float().sum()
+
+
+class Random(nn.Module):
+    def forward(self, x):
+        return torch.randn(B, T, V)
+
+
+class Strided(nn.Module):
+    def forward(self, x):
+        return torch.as_strided(x.float(), (B, T - 1), (T, 1), 1).sum() + torch.zeros(B, T, V)
+
+
+class Uninitialised(nn.Module):
+    def forward(self, x):
+        return torch.empty(B, T, V)
+
+
+class WritesBuffer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("seen", torch.zeros(V))
+
+    def forward(self, x):
+        self.seen.add_(1.0)
+        return torch.zeros(B, T, V) + self.seen
+
+
+class DropoutOn(nn.Module):
+    def forward(self, x):
+        return F.dropout(torch.zeros(B, T, V), 0.5, training=True)
+
+
+class AttentionDropout(nn.Module):
+    def forward(self, x):
+        q = torch.ones(B, 1, T, 4)
+        return F.scaled_dot_product_attention(q, q, q, dropout_p=0.5).sum() + torch.zeros(B, T, V)
+
+
+@torch.library.custom_op("genome_test::peek", mutates_args=())
+def peek(x: torch.Tensor) -> torch.Tensor:
+    return x.clone()
+
+
+@peek.register_fake
+def _(x):
+    return torch.empty_like(x)
+
+
+class CustomOp(nn.Module):
+    def forward(self, x):
+        return torch.zeros(B, T, V) + peek(x.float()).sum()
+
+
+@torch.library.register_fake("aten::from_file")
+def _fake_from_file(filename, shared=None, size=0, *, dtype=None, layout=None, device=None,
+                    pin_memory=None):
+    return torch.empty(size, dtype=dtype or torch.float32)
+
+
+@pytest.mark.parametrize("model, words", [
+    (FromFile(), "aten::from_file"),
+    (Random(), "aten::randn"),
+    (Strided(), "aten::as_strided"),
+    (Uninitialised(), "aten::empty"),
+    (WritesBuffer(), "writes"),
+    (DropoutOn(), "dropout"),
+    (AttentionDropout(), "dropout_p"),
+    (CustomOp(), "genome_test::peek"),
+])
+def test_a_denied_family_is_refused_by_name(model, words):
+    problem = check_program(export(model))
+    assert problem and words in problem, problem
+
+
+def test_nested_graphs_are_walked():
+    class Branch(nn.Module):
+        def forward(self, x):
+            def yes(x):
+                return torch.randn(B, T, V)
+
+            def no(x):
+                return torch.zeros(B, T, V)
+            return torch.cond(x.sum() > 0, yes, no, (x,))
+
+    problem = check_program(export(Branch()))
+    assert problem and "aten::randn" in problem, problem
