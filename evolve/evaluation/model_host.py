@@ -111,6 +111,7 @@ def serve(sock: socket.socket, config: dict) -> int:
         pass
     # Layer 1, before any untrusted byte is parsed: read Python and system files only, write
     # only the temporary directory torch.export.load unpacks into.
+    _refuse_code_in_archives()      # also imports the deserialiser now, while we wait
     _contain(config, read=config.get("read_roots", []), write=[os.environ.get("TMPDIR", "/nonexistent")])
     head = recv_exact(sock, PROGRAM.size)
     if head is None:
@@ -122,7 +123,6 @@ def serve(sock: socket.socket, config: dict) -> int:
     blob = recv_exact(sock, size)
     if blob is None:
         return 0
-    _refuse_code_in_archives()
     device = config.get("device", "cpu")
     slot_bytes = int(config["slot_bytes"])
     shared = mmap.mmap(int(config["out_fd"]), 2 * slot_bytes)

@@ -61,14 +61,18 @@ class ModelFailure(Exception):
 class ModelProcess:
     """The scorer's end of one model process (evolve.evaluation.model_host)."""
 
-    def __init__(self, job: dict, deadline: float):
+    def __init__(self, settings: dict, deadline: float = math.inf):
+        """Start the model process now (it imports torch while the scorer waits or works).
+        `settings`: device, batch_size, seq_len, vocab_size, landlock, read_roots,
+        model_address_space_bytes, host_dir (its temporary directory while it loads),
+        model_log (where its stdout and stderr go)."""
         from evolve.evaluation import sandbox
 
         self.deadline = deadline
-        self.vocab = int(job["vocab_size"])
+        self.vocab = int(settings["vocab_size"])
         # Two output slots of the largest logits a batch can have (fp64); pages are only
         # materialised where the model process writes, so fp32 logits use half of each.
-        self.slot_bytes = int(job["batch_size"]) * int(job["seq_len"]) * self.vocab * 8
+        self.slot_bytes = int(settings["batch_size"]) * int(settings["seq_len"]) * self.vocab * 8
         self.memfd = os.memfd_create("autoevolve-logits", os.MFD_CLOEXEC)
         os.ftruncate(self.memfd, 2 * self.slot_bytes)
         self.shared = mmap.mmap(self.memfd, 2 * self.slot_bytes)
@@ -76,18 +80,19 @@ class ModelProcess:
         env = {k: os.environ[k] for k in HOST_ENV_KEEP if k in os.environ}
         # Why TMPDIR: torch.export.load unpacks through tempfile; it is used only while the
         # program loads, before the model process gives up every file right.
-        tmp = Path(job["dir"]) / "host-tmp"
-        tmp.mkdir(exist_ok=True)
+        tmp = Path(settings["host_dir"])
+        tmp.mkdir(parents=True, exist_ok=True)
         # Why OMP_WAIT_POLICY: between forward passes the model's idle OpenMP threads would
         # spin on the cores the scorer needs for the previous batch.
-        env.update({"OMP_WAIT_POLICY": "PASSIVE", "HOME": "/", "TMPDIR": str(tmp), "PYTHONPATH": str(PACKAGE_ROOT), "PYTHONNOUSERSITE": "1",
+        env.update({"OMP_WAIT_POLICY": "PASSIVE", "HOME": "/", "TMPDIR": str(tmp),
+                    "PYTHONPATH": str(PACKAGE_ROOT), "PYTHONNOUSERSITE": "1",
                     "PYTHONDONTWRITEBYTECODE": "1", "TORCH_FORCE_WEIGHTS_ONLY_LOAD": "1",
                     model_host.ENV: json.dumps({
-                        "device": job["device"], "landlock": bool(job.get("landlock")),
-                        "read_roots": job.get("read_roots", []),
+                        "device": settings["device"], "landlock": bool(settings.get("landlock")),
+                        "read_roots": settings.get("read_roots", []),
                         "out_fd": self.memfd, "slot_bytes": self.slot_bytes,
-                        "address_space_bytes": job.get("model_address_space_bytes")})})
-        self.log = open(job["model_log"], "wb") if job.get("model_log") else subprocess.DEVNULL
+                        "address_space_bytes": settings.get("model_address_space_bytes")})})
+        self.log = open(settings["model_log"], "wb") if settings.get("model_log") else subprocess.DEVNULL
         self.proc = subprocess.Popen(
             [*sandbox.pidns_prefix(), sys.executable, "-m", "evolve.evaluation.model_host",
              str(theirs.fileno())],
@@ -162,6 +167,9 @@ class ModelProcess:
     def close(self) -> None:
         from evolve.evaluation import sandbox
 
+        if self.sock is None:
+            return                    # already closed
+
         try:
             self.sock.sendall(model_host.REQUEST.pack(b"Q", 0, 0, 0))
         except OSError:
@@ -180,13 +188,26 @@ class ModelProcess:
         except BufferError:
             pass                      # a tensor still views it; freed with the process
         os.close(self.memfd)
+        self.sock = None
 
 
 def device_is_cpu(job: dict) -> bool:
     return not str(job["device"]).startswith("cuda")
 
 
-def score(job: dict) -> dict:
+def host_settings(job: dict) -> dict:
+    """The model process's settings from a job (in-process use and tests): its temporary
+    directory and log live in the job directory."""
+    keys = ("device", "batch_size", "seq_len", "vocab_size", "landlock", "read_roots",
+            "model_address_space_bytes", "model_log")
+    out = {k: job[k] for k in keys if k in job}
+    out["host_dir"] = str(Path(job["dir"]) / "host-tmp")
+    return out
+
+
+def score(job: dict, host: "ModelProcess | None" = None) -> dict:
+    """Score the job's program; `host` is a model process started earlier (else one is
+    started now). The host is closed on every path."""
     import numpy as np
     import torch
     import torch.nn.functional as F
@@ -199,7 +220,9 @@ def score(job: dict) -> dict:
     deadline = t_start + float(job.get("deadline_s", 600.0))
     device = job["device"]
     blob = Path(job["program"]).read_bytes()
-    host = ModelProcess(job, deadline)           # starts importing torch while we inspect
+    if host is None:
+        host = ModelProcess(host_settings(job))
+    host.deadline = deadline
     num_params = None
     try:
         problem = check_archive(io.BytesIO(blob))
@@ -272,19 +295,38 @@ def score(job: dict) -> dict:
 
 
 def main() -> None:
+    """`python -m evolve.evaluation.scorer SETTINGS_JSON`, then one line on stdin: the job file.
+
+    Started before its job exists (the supervisor starts it when the genome starts, at low CPU
+    priority), it starts the model process at once, so both import torch while the genome
+    trains; the job arrives on stdin after the genome's process tree is dead."""
     # The verdict channel: the original stdout (a pipe only the supervisor reads). Everything
     # else this process or its libraries print goes to stderr, so exactly one line comes out.
     verdict = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"     # before torch is imported
+    host = None
     try:
-        job = json.loads(Path(sys.argv[1]).read_text())
+        import numpy  # noqa: F401  (imported while waiting, with torch)
+        import torch  # noqa: F401
+
+        host = ModelProcess(json.loads(sys.argv[1]))
+        line = sys.stdin.readline().strip()
+        if not line:
+            raise RuntimeError("no job was given")
+        for pid in (0, host.proc.pid):        # back to normal priority (root only; else stays)
+            try:
+                os.setpriority(os.PRIO_PROCESS, pid, 0)
+            except OSError:
+                pass
+        job = json.loads(Path(line).read_text())
         if job.get("landlock"):
             from evolve.evaluation import sandbox
             err = sandbox.apply_landlock(read=job["read_roots"], write=[job["dir"]])
             if err:
                 raise RuntimeError(f"sandbox: {err}")
-        result = score(job)
+        result = score(job, host)
+        host = None
     except MemoryError:
         result = {"status": "oom", "reason": "scorer ran out of memory"}
     except Exception as e:
@@ -293,6 +335,9 @@ def main() -> None:
         result = {"status": "oom" if oom else "crash",
                   "reason": f"scoring failed: {type(e).__name__}: {msg}",
                   "traceback": traceback.format_exc()[-2000:]}
+    finally:
+        if host is not None:
+            host.close()
     verdict.write(json.dumps(result) + "\n")
     verdict.flush()
 

@@ -57,6 +57,7 @@ ENV_KEEP = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "CUDA_VISIBLE_DEVICES", 
 MAX_PROCS = 256                      # processes in the genome's session before it is a fork bomb
 SCRATCH_LIMIT = 8 * 2 ** 30          # bytes the genome may write in its scratch directory
 FILE_LIMIT = 4 * 2 ** 30             # largest single file (RLIMIT_FSIZE)
+LOG_KEEP = 2 ** 20                   # bytes of the genome's stdout/stderr kept for log_dir
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "B200": 2250e12, "A100": 312e12, "L40S": 362e12,
               "L4": 121e12, "A10": 125e12, "4090": 165e12}    # dense bf16, from vendor sheets
 OOM_PATTERNS = re.compile(r"out of memory|MemoryError|can't allocate memory|OutOfMemoryError|"
@@ -126,6 +127,8 @@ class _Call:
 
     progress: Callable[[str, float], None]
     env: dict[str, str]
+    scorer_dir: Path                                  # the scorer's logs and its model's tmp
+    scorer: subprocess.Popen | None = None            # started with the genome, warming up
 
 
 def _snapshot(root: Path) -> dict[Path, bytes]:
@@ -136,15 +139,14 @@ def _snapshot(root: Path) -> dict[Path, bytes]:
     return files
 
 
-def _tail(path: Path, lines: int = 15, max_bytes: int = 8192) -> str:
+def _read_tail(f, max_bytes: int) -> bytes:
+    """The last max_bytes of an open file, read through its descriptor (never by path)."""
     try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - max_bytes))
-            text = f.read().decode("utf-8", "replace")
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - max_bytes))
+        return f.read(max_bytes)
     except OSError:
-        return ""
-    return "\n".join(text.strip().splitlines()[-lines:])
+        return b""
 
 
 def _dir_size(path: Path) -> int:
@@ -279,19 +281,49 @@ class Supervisor:
         if problem:
             return make_result(Status.INVALID, reason=problem, fingerprint=self.fingerprint,
                                sandbox=self.sandbox_desc, device=self.task.device)
-        call = _Call(progress or (lambda phase, fraction: None), dict(env or {}))
         scratch = Path(tempfile.mkdtemp(prefix=f"eval-{os.getpid()}-", dir=self.scratch_root))
+        scorer_dir = Path(tempfile.mkdtemp(prefix=f"score-{os.getpid()}-", dir=self.scratch_root))
+        env = dict(env or {})
+        call = _Call(progress or (lambda phase, fraction: None), env, scorer_dir,
+                     self._start_scorer(scorer_dir, env))
+        logs: dict[str, bytes] = {}
         try:
-            return self._evaluate(source, scratch, call)
+            return self._evaluate(source, scratch, call, logs)
         finally:
+            verdict.discard(call.scorer)
             if log_dir is not None:
                 Path(log_dir).mkdir(parents=True, exist_ok=True)
-                for name in ("stdout.txt", "stderr.txt"):
-                    if (scratch / name).is_file():
-                        shutil.copyfile(scratch / name, Path(log_dir) / name)
+                for name, data in logs.items():
+                    (Path(log_dir) / name).write_bytes(data)
             shutil.rmtree(scratch, ignore_errors=True)
+            shutil.rmtree(scorer_dir, ignore_errors=True)
 
-    def _evaluate(self, source: str, scratch: Path, call: "_Call") -> EvalResult:
+    def _scorer_env(self, home: Path, extra: dict[str, str]) -> dict[str, str]:
+        env = {k: os.environ[k] for k in ENV_KEEP if k in os.environ}
+        env.update(self.extra_env)
+        env.update(extra)
+        env.update({"HOME": str(home), "TMPDIR": str(home), "PYTHONPATH": str(PACKAGE_ROOT),
+                    "PYTHONNOUSERSITE": "1", "TORCH_FORCE_WEIGHTS_ONLY_LOAD": "1"})
+        return env
+
+    def _start_scorer(self, scorer_dir: Path, extra_env: dict[str, str]):
+        """The scorer for this evaluation, started now so it is warm when the genome is done."""
+        task = self.task
+        settings = {"device": task.device, "batch_size": task.eval_batch_size,
+                    "seq_len": task.seq_len, "vocab_size": task.vocab_size,
+                    "landlock": self.landlock,
+                    "read_roots": list(sandbox.SYSTEM_READ) + sandbox.python_read_roots(),
+                    "model_address_space_bytes": self.memory_limit,
+                    "host_dir": str(scorer_dir / "model-tmp"),
+                    "model_log": str(scorer_dir / "model.log")}
+        try:
+            return verdict.start_scorer(settings, self._scorer_env(scorer_dir, extra_env),
+                                        scorer_dir / "scorer.log", preexec_fn=_die_with_parent)
+        except OSError:
+            return None                     # _score reports the scorer could not start
+
+    def _evaluate(self, source: str, scratch: Path, call: "_Call",
+                  logs: dict[str, bytes]) -> EvalResult:
         task = self.task
         common = dict(fingerprint=self.fingerprint, sandbox=self.sandbox_desc, device=task.device)
         (scratch / "tmp").mkdir()
@@ -300,9 +332,21 @@ class Supervisor:
         packer = BestFitPacker(self.data.train, self.data.bos_id, task.seq_len + 1,
                                bounds=self.train_bounds)
         feeder = _Feeder(parent_sock, packer, task)
+        # stdout and stderr: files in scratch, but read back only through these descriptors,
+        # opened before the child starts; whatever the genome puts at those paths later (a
+        # symlink, a FIFO) is never followed.
+        out_f = open(scratch / "stdout.txt", "w+b")
+        err_f = open(scratch / "stderr.txt", "w+b")
+        try:
+            return self._run(scratch, call, logs, common, feeder, parent_sock, child_sock,
+                             out_f, err_f)
+        finally:
+            out_f.close()
+            err_f.close()
+
+    def _run(self, scratch, call, logs, common, feeder, parent_sock, child_sock, out_f, err_f):
+        task = self.task
         fd = child_sock.fileno()
-        out_f = open(scratch / "stdout.txt", "wb")
-        err_f = open(scratch / "stderr.txt", "wb")
         t_spawn = time.monotonic()
         try:
             proc = subprocess.Popen(
@@ -314,8 +358,6 @@ class Supervisor:
             return make_result(Status.CRASH, reason=f"could not start the genome: {e}", **common)
         finally:
             child_sock.close()
-            out_f.close()
-            err_f.close()
         feeder.start()
         killed_for = None
         status_word = rusage = None
@@ -360,8 +402,12 @@ class Supervisor:
         proc.returncode = 0                     # reaped above via wait4; keep Popen quiet
         parent_sock.close()
         feeder.join(timeout=5)
+        logs["stdout.txt"] = _read_tail(out_f, LOG_KEEP)
+        logs["stderr.txt"] = _read_tail(err_f, LOG_KEEP)
+        stderr_tail = "\n".join(logs["stderr.txt"][-8192:].decode("utf-8", "replace")
+                                .strip().splitlines()[-15:])
         return self._classify(scratch, feeder, killed_for, status_word, rusage,
-                              t_spawn, t_exit, common, call)
+                              t_spawn, t_exit, common, call, stderr_tail)
 
     # -- deciding what happened ----------------------------------------------------------------
     def _restore_trusted(self) -> list[str]:
@@ -377,9 +423,8 @@ class Supervisor:
         return changed
 
     def _classify(self, scratch, feeder, killed_for, status_word, rusage, t_spawn,
-                  t_exit, common, call) -> EvalResult:
+                  t_exit, common, call, stderr_tail: str) -> EvalResult:
         task = self.task
-        stderr_tail = _tail(scratch / "stderr.txt")
         t0 = feeder.t0
         # The training clock ends when the budget runs out or the process ends, whichever is
         # first: both are the supervisor's own observations (the genome's submit message is not
@@ -449,15 +494,12 @@ class Supervisor:
 
     def _score(self, model: Path, jobdir: Path, done, call) -> EvalResult:
         call.progress("scoring", 1.0)
-        env = {k: os.environ[k] for k in ENV_KEEP if k in os.environ}
-        env.update(self.extra_env)
-        env.update(call.env)
-        env.update({"HOME": str(jobdir), "TMPDIR": str(jobdir), "PYTHONPATH": str(PACKAGE_ROOT),
-                    "PYTHONNOUSERSITE": "1", "TORCH_FORCE_WEIGHTS_ONLY_LOAD": "1"})
-        out = verdict.run_scorer(model, jobdir, eval_rows=self.eval_rows,
-                                 token_bytes=self.token_bytes, task=self.task, env=env,
-                                 landlock=self.landlock, model_memory=self.memory_limit,
-                                 max_model_bytes=FILE_LIMIT, preexec_fn=_die_with_parent)
+        if call.scorer is None:
+            return done(Status.CRASH, "the scorer process could not be started")
+        out = verdict.run_scorer(call.scorer, model, jobdir, eval_rows=self.eval_rows,
+                                 token_bytes=self.token_bytes, task=self.task,
+                                 landlock=self.landlock, max_model_bytes=FILE_LIMIT,
+                                 log=call.scorer_dir / "scorer.log")
         status = Status(out.get("status", "invalid"))
         extra = {"num_params": out.get("num_params"), "scoring_seconds": out.get("scoring_seconds")}
         name = out.get("device_name")

@@ -1,10 +1,11 @@
 """Scoring one submitted model: run the trusted scorer process and accept its verdict, or not.
 
+`start_scorer(...)` starts `python -m evolve.evaluation.scorer` when the genome starts (it warms
+up: imports, model process), with its stdout on a pipe that only this process holds.
 `run_scorer(...)` is called by the supervisor after the genome's process tree is dead. It copies
 the genome's model file into a private job directory made only now (read with O_NOFOLLOW and a
 regular-file check, so a symlink or FIFO the genome left in its scratch directory is refused,
-never followed), writes the eval rows and token bytes beside it, and starts
-`python -m evolve.evaluation.scorer` with its stdout on a pipe that only this process holds.
+never followed), writes the eval rows and token bytes beside it, and hands the scorer the job.
 
 `parse_verdict(exit_code, stdout)` is the acceptance rule: a verdict counts only when the scorer
 exited 0 and printed exactly one line holding one JSON object with a known status; anything else
@@ -78,10 +79,27 @@ def parse_verdict(exit_code: int | None, stdout: bytes) -> dict:
     return record
 
 
-def run_scorer(model: Path, jobdir: Path, *, eval_rows: np.ndarray, token_bytes: np.ndarray,
-               task, env: dict[str, str], landlock: bool, model_memory: int | None,
-               max_model_bytes: int, preexec_fn=None) -> dict:
-    """Score `model` (the genome's file) in `jobdir` (private, made after the genome died)."""
+def start_scorer(settings: dict, env: dict[str, str], log: Path, preexec_fn=None) -> subprocess.Popen:
+    """Start a scorer before its job exists (evolve.evaluation.scorer.main): it and its model
+    process import torch while the genome trains. Low CPU priority (nice 10) so that warming
+    up does not take cores from a training genome; the scorer restores it when its job comes."""
+    def prepare():
+        os.nice(10)
+        if preexec_fn is not None:
+            preexec_fn()
+
+    with open(log, "wb") as f:
+        return subprocess.Popen(
+            [sys.executable, "-m", "evolve.evaluation.scorer", json.dumps(settings)],
+            cwd=log.parent, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=f,
+            start_new_session=True, preexec_fn=prepare)
+
+
+def run_scorer(p: subprocess.Popen, model: Path, jobdir: Path, *, eval_rows: np.ndarray,
+               token_bytes: np.ndarray, task, landlock: bool, max_model_bytes: int,
+               log: Path) -> dict:
+    """Score `model` (the genome's file) with the started scorer `p`, in `jobdir` (private,
+    made after the genome's tree died). Returns the accepted record or a crash/timeout one."""
     problem = copy_regular(model, jobdir / "model.pt2", max_model_bytes)
     if problem:
         return {"status": "invalid", "reason": f"submitted model refused: {problem}"}
@@ -93,28 +111,37 @@ def run_scorer(model: Path, jobdir: Path, *, eval_rows: np.ndarray, token_bytes:
            "seq_len": task.seq_len,
            # Why: the scorer stops itself (a timeout record) a little before we kill it.
            "deadline_s": max(1.0, task.score_s - 5.0),
-           "model_log": str(jobdir / "model.log"), "model_address_space_bytes": model_memory,
            "dir": str(jobdir), "landlock": landlock,
            "read_roots": list(sandbox.SYSTEM_READ) + sandbox.python_read_roots()}
     (jobdir / "job.json").write_text(json.dumps(job))
-    with open(jobdir / "scorer.log", "wb") as log:
-        p = subprocess.Popen([sys.executable, "-m", "evolve.evaluation.scorer", str(jobdir / "job.json")],
-                             cwd=jobdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=log, start_new_session=True, preexec_fn=preexec_fn)
-        try:
-            out, _ = p.communicate(timeout=task.score_s)
-        except subprocess.TimeoutExpired:
-            sandbox.kill_session(p.pid)
-            p.communicate()
-            return {"status": "timeout", "reason": f"scoring took longer than {task.score_s:g} s"}
-        finally:
-            sandbox.kill_session(p.pid)
+    try:
+        out, _ = p.communicate(input=(str(jobdir / "job.json") + "\n").encode(),
+                               timeout=task.score_s)
+    except subprocess.TimeoutExpired:
+        sandbox.kill_session(p.pid)
+        p.communicate()
+        return {"status": "timeout", "reason": f"scoring took longer than {task.score_s:g} s"}
+    finally:
+        sandbox.kill_session(p.pid)
     record = parse_verdict(p.returncode, out[:MAX_VERDICT])
     if record["status"] == "crash" and p.returncode != 0:
-        tail = _last_line(jobdir / "scorer.log")
+        tail = _last_line(log)
         if tail:
             record["reason"] += f": {tail}"
     return record
+
+
+def discard(p: subprocess.Popen | None) -> None:
+    """End a started scorer that will not be used (and its model process)."""
+    if p is None or p.poll() is not None:
+        return
+    for stream in (p.stdin, p.stdout):
+        try:
+            stream.close()
+        except OSError:
+            pass
+    sandbox.kill_session(p.pid)
+    p.wait()
 
 
 def _last_line(path: Path, max_bytes: int = 4096) -> str:

@@ -67,9 +67,9 @@ def test_the_model_process_refuses_symbolic_shapes_even_unchecked(tmp_path):
     """Behind archive_check, the model process's own deserialiser refuses to evaluate them."""
     if os.path.exists(MARKER):
         os.remove(MARKER)
-    job = {"vocab_size": 16, "batch_size": 2, "seq_len": 8, "device": "cpu", "dir": str(tmp_path),
-           "model_log": str(tmp_path / "model.log")}
-    host = ModelProcess(job, time.monotonic() + 120)
+    settings = {"vocab_size": 16, "batch_size": 2, "seq_len": 8, "device": "cpu",
+                "host_dir": str(tmp_path / "tmp"), "model_log": str(tmp_path / "model.log")}
+    host = ModelProcess(settings, time.monotonic() + 120)
     try:
         with pytest.raises(ModelFailure) as failure:
             host.load(rewrite(honest_archive(), sympy_exec))
