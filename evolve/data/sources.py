@@ -21,8 +21,11 @@ then at line ends, then anywhere. A short .txt file is one document; a book beco
 A .jsonl line or a parquet row is one document as given (never cut). Whitespace-only documents are
 dropped everywhere.
 
-Train/val split, deterministic: stdlib by file, a file is val when the first 8 bytes of sha256 of
-its relative path fall in the lowest VAL_FRACTION (at least MIN_VAL_FILES files). PATH datasets
+Train/val split, deterministic: stdlib by package, val = STDLIB_VAL_PACKAGES (IDLE and the turtle
+demos, ~7 % of the text): packages no training code imports and that no other Python package on
+a system ships, so the supervisor can hide exactly these directories from every genome
+(`stdlib_hidden_paths`): a genome cannot rebuild the validation text from files it can read.
+PATH datasets
 by file the same way when at least MIN_FILES_FOR_FILE_SPLIT files hold documents, otherwise by
 document index (an even spread of 5 %, at least one); val and train are never empty.
 
@@ -53,12 +56,13 @@ from evolve.data.download import download_shards, shard_name
 
 MAX_DOC_CHARS = 2000  # ~500-700 tokens of code: a few 256-token rows, little cropping waste
 VAL_FRACTION = 0.05
-MIN_VAL_FILES = 3
 MIN_FILES_FOR_FILE_SPLIT = 20  # fewer files than this: one file could be a third of val, split by document
 CLIMBMIX_URL = "https://huggingface.co/datasets/karpathy/climbmix-400b-shuffle/resolve/main"
 CLIMBMIX_VAL_SHARD = 6542  # the last shard, pinned as validation
 SUFFIXES = (".txt", ".jsonl", ".parquet")
-SCHEME = f"sources-v1 max_doc_chars={MAX_DOC_CHARS} val={VAL_FRACTION}"  # goes into every identity
+STDLIB_VAL_PACKAGES = ("idlelib", "turtledemo")
+SCHEME = (f"sources-v2 max_doc_chars={MAX_DOC_CHARS} val={VAL_FRACTION} "
+          f"stdlib_val={','.join(STDLIB_VAL_PACKAGES)}")  # goes into every identity
 _SKIP_DIRS = {"site-packages", "dist-packages", "__pycache__", "test", "tests", "idle_test", "lib-dynload"}
 _BATCH_ROWS = 1024  # parquet rows per batch: bounded memory however large a shard is
 _FULL_HASH_BYTES = 64 << 20  # files up to 64 MiB are hashed whole; larger: size + first and last MiB
@@ -199,6 +203,12 @@ def _stdlib_files(root: Path) -> list[str]:
     return sorted(found)
 
 
+def stdlib_hidden_paths() -> list[str]:
+    """Directories holding the stdlib dataset's validation text, which no genome may read."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    return [os.path.realpath(root / name) for name in STDLIB_VAL_PACKAGES if (root / name).is_dir()]
+
+
 def _open_stdlib() -> CorpusResult:
     root = Path(sysconfig.get_paths()["stdlib"])
     version = platform.python_version()
@@ -220,7 +230,11 @@ def _open_stdlib() -> CorpusResult:
     if len(kept) < 2:
         return CorpusResult(None, f"no standard-library sources found under {root} (this Python ships "
                                   "compiled files only); use --dataset climbmix or --dataset PATH")
-    val = _val_set(kept, MIN_VAL_FILES)
+    val = frozenset(r for r in kept if r.split("/", 1)[0] in STDLIB_VAL_PACKAGES)
+    if not val or len(val) == len(kept):
+        return CorpusResult(None, f"this Python's standard library under {root} has no "
+                                  f"{' or '.join(STDLIB_VAL_PACKAGES)} (the validation split of the "
+                                  "stdlib dataset); use --dataset climbmix or --dataset PATH")
     order = sorted(kept, key=_split_key)
     return CorpusResult(StdlibCorpus(
         name=f"stdlib-{version}", identity=h.hexdigest(), root=root,

@@ -10,6 +10,9 @@ tag and a fixed-size little-endian payload:
     b"M" <f64 MiB>       device memory peak       b"X" <u32 0, u32 0, f64 0>   bad request
     b"S" <f64 0>         model saved, exiting
     b"N" <f64 loss>      loss went non-finite
+    b"W" <u64 h, u64 n>  the weights, then h bytes of JSON [[name, dtype, shape], ...] and n
+                         bytes of tensor data in that order (sent first thing in submit: the
+                         supervisor's clock on their arrival bounds training after the budget)
 
 t0 is the supervisor's time.monotonic() at the start of the training clock (CLOCK_MONOTONIC is
 shared by all processes on a host), so the harness can tell progress without asking.
@@ -25,10 +28,12 @@ REQUEST = struct.Struct("<cI")        # tag, rows
 LOSS = struct.Struct("<cqd")          # tag, step, loss
 VALUE = struct.Struct("<cd")          # tag, float (M, S, N)
 REPLY = struct.Struct("<cIId")        # tag, rows, cols, t0
+WEIGHTS = struct.Struct("<cQQ")       # tag, header bytes, data bytes
+MAX_WEIGHTS_HEADER = 1 << 24          # 16 MiB of names and shapes
 MAX_ROWS = 1 << 16                    # a request above this is refused (bounded memory per reply)
 
 SIZES = {b"B": REQUEST.size, b"L": LOSS.size, b"M": VALUE.size, b"S": VALUE.size,
-         b"N": VALUE.size}
+         b"N": VALUE.size, b"W": WEIGHTS.size}
 
 
 def recv_exact(sock: socket.socket, n: int, into: bytearray | None = None) -> bytes | bytearray | None:
@@ -61,4 +66,6 @@ def read_message(sock: socket.socket) -> tuple[bytes, tuple] | None:
         return tag, REQUEST.unpack(blob)[1:]
     if tag == b"L":
         return tag, LOSS.unpack(blob)[1:]
+    if tag == b"W":
+        return tag, WEIGHTS.unpack(blob)[1:]
     return tag, VALUE.unpack(blob)[1:]

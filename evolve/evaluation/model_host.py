@@ -21,6 +21,8 @@ talks to it over one socket, FD, that the scorer opened. The exported program is
 
 Wire format (little-endian; struct formats below):
     scorer -> host   PROGRAM  b"P", n bytes, then the .pt2 archive
+                     PROGRAM  b"W", n, then n bytes of the weights' JSON header (may be 0)
+                     PROGRAM  b"D", n, then n bytes of their data (replace the program's)
                      REQUEST  b"R", rows, cols, slot, then rows*cols uint16 input tokens
                      REQUEST  b"Q", 0, 0, 0: exit
     host -> scorer   REPLY    b"K" ready, JSON {"num_params": N} follows | b"L" logits are in
@@ -100,6 +102,44 @@ def _refuse_code_in_archives() -> None:
         serialize.GraphModuleDeserializer._parse_sym_expr = refuse
 
 
+def _replace_weights(program, names: bytes, data) -> str | None:
+    """Put the weights snapshot (sent by harness.submit before it exported) into the program:
+    every parameter and buffer the graph uses must be in it, with the same shape and dtype.
+    Training after the snapshot therefore changes nothing that is scored. Returns a problem."""
+    import torch
+
+    try:
+        header = json.loads(names)
+        table, offset = {}, 0
+        for name, dtype, shape in header:
+            dt = getattr(torch, str(dtype))
+            count = 1
+            for d in shape:
+                count *= int(d)
+            n = count * torch.empty((), dtype=dt).element_size()
+            table[str(name)] = (dt, tuple(int(d) for d in shape), offset, n)
+            offset += n
+    except (ValueError, TypeError, AttributeError):
+        return "the weights snapshot is malformed"
+    if offset != len(data):
+        return "the weights snapshot does not add up"
+    raw = torch.frombuffer(data, dtype=torch.uint8) if len(data) else torch.empty(0, dtype=torch.uint8)
+    sig = program.graph_signature
+    persistent = set(sig.parameters) | set(sig.buffers) - set(sig.non_persistent_buffers)
+    for name in list(sig.parameters) + list(sig.buffers):
+        if name not in table:
+            return f"{name} is not in the weights sent at submit"
+        dt, shape, start, n = table[name]
+        where = program.state_dict if name in persistent else program.constants
+        old = where[name]
+        if old.dtype != dt or tuple(old.shape) != shape:
+            return f"{name} has another shape or dtype than in the weights sent at submit"
+        new = raw[start:start + n].view(dt).reshape(shape).clone().to(old.device)
+        where[name] = torch.nn.Parameter(new, requires_grad=False) \
+            if isinstance(old, torch.nn.Parameter) else new
+    return None
+
+
 def serve(sock: socket.socket, config: dict) -> int:
     import torch
 
@@ -140,6 +180,24 @@ def serve(sock: socket.socket, config: dict) -> int:
     if problem:
         _fail(sock, f"submitted model refused: {problem}")
         return 2
+    head = recv_exact(sock, PROGRAM.size)
+    if head is None:
+        return 0
+    tag, size = PROGRAM.unpack(bytes(head))
+    names = recv_exact(sock, size) if tag == b"W" and size <= 1 << 24 else None
+    head = recv_exact(sock, PROGRAM.size)
+    if names is None or head is None or PROGRAM.unpack(bytes(head))[0] != b"D":
+        _fail(sock, "bad weights header")
+        return 2
+    data = recv_exact(sock, PROGRAM.unpack(bytes(head))[1]) if PROGRAM.unpack(bytes(head))[1] else b""
+    if data is None:
+        return 0
+    if names:
+        problem = _replace_weights(program, bytes(names), data)
+        if problem:
+            _fail(sock, f"submitted model refused: {problem}")
+            return 2
+    del data
     sig, state = program.graph_signature, program.state_dict
     info = json.dumps({"num_params": int(sum(state[n].numel() for n in sig.parameters
                                              if n in state))}).encode()

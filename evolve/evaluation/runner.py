@@ -5,8 +5,9 @@ environment variable AUTOEVOLVE_RUNNER (JSON: task constants, the channel's file
 sandbox settings). Before a single line of the genome runs, this trusted preamble:
 
 1. sets resource limits (evolve.evaluation.sandbox.apply_rlimits);
-2. restricts the filesystem, network and signals with landlock when the kernel has it;
-3. connects `evolve.harness` to the supervisor's socket;
+2. in its own mount namespace, mounts private tmpfs on /tmp and /dev/shm;
+3. restricts the filesystem, network and signals with landlock when the kernel has it;
+4. connects `evolve.harness` to the supervisor's socket;
 
 and then runs the genome as `__main__` with runpy. If the genome returns without calling
 harness.submit, the process exits with code 0 and the supervisor records INVALID. Nothing this
@@ -19,6 +20,8 @@ import json
 import os
 import runpy
 import sys
+
+PRIVATE_TMP_BYTES = 2 * 2 ** 30     # each of /tmp and /dev/shm (tmpfs pages are memory)
 
 
 def _reap_as_init() -> None:
@@ -44,8 +47,12 @@ def main() -> None:
 
     sandbox.apply_rlimits(config.get("address_space_bytes"), int(config["file_size_bytes"]),
                           config.get("nproc"))
+    # Private /tmp and /dev/shm (tmpfs in this evaluation's own mount namespace): writable,
+    # since they vanish with it; multiprocessing's semaphores (torch.compile's workers) need it.
+    private = sandbox.mount_private_tmp(PRIVATE_TMP_BYTES) if config.get("private_tmp") else []
     if config.get("landlock"):
-        err = sandbox.apply_landlock(read=config["read_roots"], write=[os.getcwd()])
+        err = sandbox.apply_landlock(read=config["read_roots"], write=[os.getcwd(), *private],
+                                     hidden=config.get("hidden", []))
         if err:
             print(f"evolve.evaluation.runner: sandbox failed: {err}", file=sys.stderr, flush=True)
             os._exit(70)

@@ -6,9 +6,11 @@ Each layer is used when the operating system offers it and reported by name othe
   directories plus the paths it is given, write only its scratch directory, open no TCP
   connections, and (ABI >= 6) signal no process outside itself. This is what keeps the
   validation data, the trusted package files and secrets on disk out of reach.
-- **pidns**: the genome runs as init of its own PID namespace (`unshare --pid --fork
-  --kill-child`), so when it dies the kernel kills every process it left behind, even ones that
-  called setsid() to leave its session.
+- **namespaces** (`unshare`; root, or any user where user namespaces are enabled): PID (init of
+  its own namespace: when it dies the kernel kills everything it left behind), mount (a fresh
+  /proc with only its own processes; private tmpfs on /tmp and /dev/shm), IPC (no SysV or POSIX
+  IPC shared with anyone) and network (no interface but a loopback that is down: no TCP, UDP
+  or abstract sockets), so nothing survives an evaluation and no other process is visible.
 - **rlimits**: file size (disk fill), core dumps off, address space on CPU (memory bombs become
   MemoryError), process count (fork bombs; not enforced for root).
 
@@ -31,6 +33,7 @@ from pathlib import Path
 # Landlock ABI constants (include/uapi/linux/landlock.h).
 _SYS_CREATE, _SYS_ADD_RULE, _SYS_RESTRICT = 444, 445, 446      # x86_64 and aarch64 alike
 _PR_SET_NO_NEW_PRIVS = 38
+_MS_BIND = 4096
 _FS_EXECUTE, _FS_WRITE_FILE, _FS_READ_FILE, _FS_READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
 _FS_ALL_V1 = (1 << 13) - 1          # execute .. make_sym
 _FS_REFER, _FS_TRUNCATE, _FS_IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15
@@ -89,8 +92,38 @@ def python_read_roots() -> list[str]:
     return sorted(roots)
 
 
-def apply_landlock(read: list[str], write: list[str]) -> str | None:
-    """Restrict this process (and everything it starts) for good. Returns an error or None."""
+def carve(roots: list[str], hidden: list[str]) -> list[tuple[str, bool]]:
+    """Read rules for `roots` minus the `hidden` subtrees, as (path, full) pairs: full=True
+    grants reading everything beneath path; full=False only listing that directory's names.
+
+    Landlock rules only add rights, so a hidden directory inside a root (the stdlib's
+    validation packages inside the Python prefix) is carved out by granting the root's other
+    entries one by one, down the path to it: a few hundred rules."""
+    hidden = [os.path.realpath(h) for h in hidden]
+    rules: list[tuple[str, bool]] = []
+
+    def walk(path: str) -> None:
+        real = os.path.realpath(path)
+        inside = [h for h in hidden if h == real or h.startswith(real.rstrip("/") + "/")]
+        if not inside:
+            rules.append((path, True))
+        elif real not in inside:
+            rules.append((path, False))
+            try:
+                names = sorted(os.listdir(path))
+            except OSError:
+                return
+            for name in names:
+                walk(os.path.join(path, name))
+
+    for root in roots:
+        walk(root)
+    return rules
+
+
+def apply_landlock(read: list[str], write: list[str], hidden: list[str] = ()) -> str | None:
+    """Restrict this process (and everything it starts) for good. Returns an error or None.
+    `hidden`: paths under the read roots that stay unreadable (see carve)."""
     abi = landlock_abi()
     if abi < 1:
         return "landlock unavailable"
@@ -109,7 +142,8 @@ def apply_landlock(read: list[str], write: list[str]) -> str | None:
         # /dev: use existing devices (GPU nodes need ioctl), create nothing: a file made in
         # /dev/shm would outlive the evaluation and could carry weights to the next one.
         dev_rights = _FS_READ_FILE | _FS_WRITE_FILE | _FS_READ_DIR | (_FS_IOCTL_DEV if abi >= 5 else 0)
-        rules = [(p, read_rights) for p in read] + [(p, fs) for p in write] + [("/dev", dev_rights)]
+        rules = [(p, read_rights if full else _FS_READ_DIR) for p, full in carve(read, list(hidden))]
+        rules += [(p, fs) for p in write] + [("/dev", dev_rights)]
         for path, rights in rules:
             try:
                 fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
@@ -147,18 +181,187 @@ def apply_rlimits(address_space_bytes: int | None, file_size_bytes: int, nproc: 
         setlim(resource.RLIMIT_NPROC, nproc)
 
 
+_NS_ALL = ("--pid", "--fork", "--kill-child", "--mount-proc", "--ipc", "--net")
+# Strongest first. Root can create namespaces directly; an unprivileged user needs a user
+# namespace first (--map-root-user: root inside it, nobody special outside).
+_NS_CANDIDATES = (
+    (("unshare", *_NS_ALL), ("pidns", "mountns", "ipcns", "netns")),
+    (("unshare", "--user", "--map-root-user", *_NS_ALL), ("userns", "pidns", "mountns", "ipcns", "netns")),
+    (("unshare", "--pid", "--fork", "--kill-child"), ("pidns",)),
+    (("unshare", "--user", "--map-root-user", "--pid", "--fork", "--kill-child"), ("userns", "pidns")),
+)
+_said: set[str] = set()
+
+
 @functools.lru_cache(maxsize=1)
-def pidns_prefix() -> tuple[str, ...]:
-    """Command prefix that runs a program as init of a new PID namespace, or () if not allowed."""
-    for prefix in (("unshare", "--pid", "--fork", "--kill-child"),):
+def namespaces() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(command prefix, layer names) of the strongest set of namespaces this system lets us
+    create, tried once per process by running `python -c pass` under each; ((), ()) if none.
+
+    In them the program is init of its own PID namespace (when it dies, the kernel kills every
+    process it left behind, setsid() or not), sees a fresh /proc with only its own processes,
+    has its own SysV/POSIX IPC and a network namespace with nothing but a loopback that is
+    down (no TCP, no UDP, no abstract sockets shared with the host), and its own mount table
+    (evolve.evaluation.runner mounts private tmpfs on /tmp and /dev/shm there)."""
+    for prefix, layers in _NS_CANDIDATES:
         try:
             r = subprocess.run([*prefix, sys.executable, "-c", "pass"], capture_output=True,
                                timeout=30)
             if r.returncode == 0:
-                return prefix
+                return prefix, layers
         except (OSError, subprocess.SubprocessError):
             pass
-    return ()
+    return (), ()
+
+
+def import_seconds(prefix: tuple[str, ...], device: str, cache: Path) -> float:
+    """Wall seconds for a fresh `python -c "import torch"` (plus CUDA init on cuda) under
+    `prefix`: what a genome needs before its first batch. Measured once per machine, Python,
+    torch and prefix, and kept in `cache` (a JSON file of the engine's, out of genomes' reach);
+    the minimum of three runs, so a busy moment does not inflate it."""
+    import json
+
+    code = "import torch" + ("; torch.cuda.init()" if device.startswith("cuda") else "")
+    key = f"{sys.executable} {prefix} {code} {_torch_version()}"
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if isinstance(known.get(key), (int, float)):
+        return float(known[key])
+    runs = []
+    for _ in range(3):
+        t = time.monotonic()
+        r = subprocess.run([*prefix, sys.executable, "-c", code], capture_output=True, timeout=600)
+        if r.returncode == 0:
+            runs.append(time.monotonic() - t)
+    seconds = min(runs) if runs else 10.0
+    known[key] = seconds
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps(known))
+        os.replace(tmp, cache)
+    except OSError:
+        pass
+    return seconds
+
+
+def _torch_version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("torch")
+    except Exception:
+        return "?"
+
+
+def say_missing(layers: tuple[str, ...]) -> None:
+    """One line on stderr, once per process, for each isolation layer this system lacks."""
+    missing = [n for n in ("pidns", "mountns", "ipcns", "netns") if n not in layers]
+    if landlock_abi() < 1:
+        missing.append("landlock")
+    text = ", ".join(m for m in missing if m not in _said)
+    if text:
+        _said.update(missing)
+        print(f"sandbox: not available here: {text} (genomes run with the other layers; the "
+              "`sandbox` field of each result lists what was active)", file=sys.stderr)
+
+
+def mount_private_tmp(size_bytes: int) -> list[str]:
+    """In a new mount namespace: fresh tmpfs on /tmp and /dev/shm, gone when the namespace's
+    last process ends, so nothing written there outlives the evaluation. The working directory
+    (the scratch directory, which may itself live under /tmp) is bound back at its own path.
+    Returns the paths mounted (empty when not permitted)."""
+    libc = _libc()
+    cwd = os.getcwd()
+    keep = os.open(".", os.O_PATH | os.O_CLOEXEC)
+    done = []
+    try:
+        for target in ("/tmp", "/dev/shm"):
+            if not os.path.isdir(target):
+                continue
+            opts = f"size={size_bytes},mode=1777".encode()
+            if libc.mount(b"tmpfs", target.encode(), b"tmpfs", 0, opts) != 0:
+                continue
+            done.append(target)
+            if cwd == target or cwd.startswith(target + "/"):
+                os.makedirs(cwd, exist_ok=True)
+                if libc.mount(f"/proc/self/fd/{keep}".encode(), cwd.encode(), None,
+                              _MS_BIND, None) != 0:
+                    raise OSError(ctypes.get_errno(), "cannot bind the scratch directory back")
+                os.chdir(cwd)
+    finally:
+        os.close(keep)
+    return done
+
+
+class MemoryCgroup:
+    """A memory cgroup for one genome's whole process tree (cgroup v2, else v1's memory
+    controller), so a host-memory bomb ends in that tree (status oom) instead of the kernel's
+    OOM killer choosing the engine or another worker. This matters most on CUDA, where the
+    address-space rlimit cannot be used. Needs write access to the cgroup tree (root, or a
+    delegated subtree); `create` returns None where it has none."""
+
+    V2, V1 = Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/memory")
+
+    def __init__(self, path: Path, v2: bool):
+        self.path, self.v2 = path, v2
+
+    @classmethod
+    def create(cls, name: str, limit_bytes: int) -> "MemoryCgroup | None":
+        v2_ok = "memory" in _read(cls.V2 / "cgroup.controllers").split()
+        for root, v2 in ((cls.V2, True), (cls.V1, False)) if v2_ok else ((cls.V1, False),):
+            path = root / name
+            try:
+                path.mkdir()
+            except OSError:
+                continue
+            try:
+                (path / ("memory.max" if v2 else "memory.limit_in_bytes")).write_text(str(limit_bytes))
+            except OSError:
+                try:
+                    path.rmdir()
+                except OSError:
+                    pass
+                continue
+            if v2:
+                try:                        # no swapping around the limit, where accounted
+                    (path / "memory.swap.max").write_text("0")
+                except OSError:
+                    pass
+            return cls(path, v2)
+        return None
+
+    def enter(self) -> None:
+        """Move the calling process into the cgroup (from preexec_fn: before exec)."""
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def oom_killed(self) -> bool:
+        events = _read(self.path / ("memory.events" if self.v2 else "memory.oom_control"))
+        for line in events.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill" and value.strip().isdigit() and int(value) > 0:
+                return True
+        return False
+
+    def peak_bytes(self) -> int | None:
+        text = _read(self.path / ("memory.peak" if self.v2 else "memory.max_usage_in_bytes"))
+        return int(text) if text.strip().isdigit() else None
+
+    def remove(self) -> None:
+        for _ in range(50):                   # members may take a moment to be reaped
+            try:
+                self.path.rmdir()
+                return
+            except OSError:
+                time.sleep(0.05)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
 
 
 def _session_of(pid: int) -> tuple[int, int] | None:

@@ -94,7 +94,7 @@ class ModelProcess:
                         "address_space_bytes": settings.get("model_address_space_bytes")})})
         self.log = open(settings["model_log"], "wb") if settings.get("model_log") else subprocess.DEVNULL
         self.proc = subprocess.Popen(
-            [*sandbox.pidns_prefix(), sys.executable, "-m", "evolve.evaluation.model_host",
+            [*sandbox.namespaces()[0], sys.executable, "-m", "evolve.evaluation.model_host",
              str(theirs.fileno())],
             cwd="/", env=env, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
             pass_fds=(theirs.fileno(), self.memfd), start_new_session=True)
@@ -123,11 +123,19 @@ class ModelProcess:
             raise ModelFailure("invalid", text.decode("utf-8", "replace"))
         return tag, code, rows, cols, n
 
-    def load(self, blob: bytes) -> int | None:
-        """Send the program; the host checks it against the allow-list before it ever runs
-        and answers with its parameter count (or a refusal, raised as ModelFailure)."""
+    def load(self, blob: bytes, weights: tuple[bytes, bytes] | None = None) -> int | None:
+        """Send the program (and the weights snapshot that replaces its parameters and
+        buffers); the host checks it against the allow-list before it ever runs and answers
+        with its parameter count (or a refusal, raised as ModelFailure)."""
         self._timeout()
-        self.sock.sendall(model_host.PROGRAM.pack(b"P", len(blob)) + blob)
+        head, data = weights if weights is not None else (b"", b"")
+        try:
+            self.sock.sendall(model_host.PROGRAM.pack(b"P", len(blob)) + blob)
+            self.sock.sendall(model_host.PROGRAM.pack(b"W", len(head)) + head
+                              + model_host.PROGRAM.pack(b"D", len(data)))
+            self.sock.sendall(data)
+        except OSError:
+            pass        # the host refused the program and closed; its reply says why
         tag, _, _, _, n = self._reply()
         if tag != b"K" or n > 1000:
             raise ModelFailure("crash", "the model process broke the protocol while loading")
@@ -238,7 +246,10 @@ def score(job: dict, host: "ModelProcess | None" = None) -> dict:
         rng = random.Random(job["probe_seed"]) if "probe_seed" in job else random.SystemRandom()
         plan = probes.plan(n, B, T, rng)
         plan.append(dataclasses.replace(plan[0], kind="state"))
-        num_params = host.load(blob)
+        weights = None
+        if job.get("weights"):
+            weights = (Path(job["weights_header"]).read_bytes(), Path(job["weights"]).read_bytes())
+        num_params = host.load(blob, weights)
         ref = np.full((n, T), np.nan, dtype=np.float32)      # target log-probs of scored rows
         results = []
         nats, nbytes = 0.0, 0

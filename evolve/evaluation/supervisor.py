@@ -47,6 +47,7 @@ import numpy as np
 from evolve.evaluation import channel, sandbox, verdict
 from evolve.data.loader import BestFitPacker, document_bounds, eval_rows
 from evolve.data.prepare import PreparedData
+from evolve.data.sources import stdlib_hidden_paths
 from evolve.evaluation.result import EvalResult, Status, make_result
 from evolve.evaluation.task import Task, home_dir
 
@@ -77,6 +78,10 @@ class _Feeder(threading.Thread):
         self.diverged: float | None = None    # the non-finite loss the harness reported
         self.device_mem_mb: float | None = None
         self.losses: list[tuple[int, float]] = []
+        self.served: list[float] = []         # monotonic times at which batches were handed out
+        self.weights: tuple[bytes, bytes] | None = None   # (JSON header, tensor data)
+        self.weights_at: float | None = None  # when the last byte of the weights arrived
+        self.weights_problem: str | None = None
 
     def start_clock(self, at: float) -> float:
         with self.lock:
@@ -105,6 +110,8 @@ class _Feeder(threading.Thread):
                     else:
                         batch = self.packer.rows(rows)
                         self.tokens += rows * T
+                        if len(self.served) < 1_000_000:
+                            self.served.append(now)
                         self.sock.sendall(channel.REPLY.pack(b"D", rows, T + 1, t0) + batch.tobytes())
                 elif tag == b"L" and len(self.losses) < 2000:
                     step, loss = fields
@@ -115,10 +122,39 @@ class _Feeder(threading.Thread):
                     self.device_mem_mb = fields[0] if ok else None
                 elif tag == b"S" and self.submitted is None:
                     self.submitted = now
+                elif tag == b"W":
+                    if not self._read_weights(*fields):
+                        return
                 elif tag == b"N":
                     self.diverged = fields[0]
         except OSError:
             return                            # the child died or closed its end
+
+
+    def _read_weights(self, head_len: int, data_len: int) -> bool:
+        """Receive the weights snapshot; False when the stream must stop (refused or closed)."""
+        if self.weights is not None:
+            self.weights_problem = "the weights were sent twice"
+            return False
+        if head_len > channel.MAX_WEIGHTS_HEADER or data_len > FILE_LIMIT:
+            self.weights_problem = f"weights of {data_len >> 20} MiB are over the limit"
+            return False
+        head = channel.recv_exact(self.sock, head_len) if head_len else bytearray()
+        data = channel.recv_exact(self.sock, data_len) if data_len else bytearray()
+        if head is None or data is None:
+            self.weights_problem = "the weights were cut off"
+            return False
+        self.weights = (bytes(head), bytes(data))
+        self.weights_at = time.monotonic()
+        return True
+
+    def overtime_allowance(self, weight_bytes: int) -> float:
+        """Seconds after the budget within which the weights must arrive: 1 % of the budget,
+        one typical step (a step in flight when the budget ends is finished, as autoresearch
+        does), the copy of the weights at 1 GB/s, and 0.5 s of scheduling slack."""
+        gaps = sorted(b - a for a, b in zip(self.served, self.served[1:]))
+        step = gaps[len(gaps) // 2] if gaps else 0.0
+        return 0.01 * self.task.budget_s + step + weight_bytes / 1e9 + 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,7 +250,7 @@ class Supervisor:
 
     def __init__(self, task: Task, data: PreparedData, env: dict[str, str] | None = None,
                  memory_limit_bytes: int | None = None, use_landlock: bool = True,
-                 use_pidns: bool = True):
+                 use_pidns: bool = True, address_limit: bool | None = None):
         self.task = task
         self.data = data
         self.extra_env = dict(env or {})
@@ -226,20 +262,38 @@ class Supervisor:
         self.scratch_root = home_dir() / "scratch"
         self.scratch_root.mkdir(parents=True, exist_ok=True)
         sweep_scratch(self.scratch_root)
-        if memory_limit_bytes is None and task.device == "cpu":
-            # Why: on CPU a memory bomb must fail inside the genome (MemoryError -> OOM) before
-            # the host's OOM killer picks a victim; 3/4 of RAM leaves room for the engine.
+        if memory_limit_bytes is None:
+            # Why: a memory bomb must fail inside the genome's tree before the host's OOM killer
+            # picks a victim; 3/4 of RAM leaves room for the engine.
             memory_limit_bytes = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.75)
-        self.memory_limit = memory_limit_bytes if task.device == "cpu" else None
+        self.host_memory = memory_limit_bytes
+        # The address-space rlimit turns a bomb into MemoryError on CPU; CUDA maps far more
+        # address space than it uses, so there only the memory cgroup bounds the tree.
+        use_as = task.device == "cpu" if address_limit is None else address_limit
+        self.memory_limit = memory_limit_bytes if use_as else None
+        probe = sandbox.MemoryCgroup.create(f"autoevolve-{os.getpid()}-probe", memory_limit_bytes)
+        self.cgroups = probe is not None
+        if probe is not None:
+            probe.remove()
         self.landlock = use_landlock and sandbox.landlock_abi() >= 1
-        self.pidns = sandbox.pidns_prefix() if use_pidns else ()
+        self.pidns, self.namespaces = sandbox.namespaces() if use_pidns else ((), ())
+        if use_pidns:
+            sandbox.say_missing(self.namespaces)
         layers = ["session", "rlimits", "env"]
         if self.landlock:
             layers.append(f"landlock{sandbox.landlock_abi()}")
-        if self.pidns:
-            layers.append("pidns")
+        layers += self.namespaces
+        if "mountns" in self.namespaces:
+            layers.append("tmpfs")
+        if self.cgroups:
+            layers.append("memcg")
         self.sandbox_desc = "+".join(layers)
         self.trusted = {} if self.landlock else _snapshot(PACKAGE_ROOT)
+        # Time before the first batch is not on the budget clock, so it is bounded by what
+        # imports need (measured here), not by the task's generous startup_s: a genome cannot
+        # train on readable text first. 1.25x + 0.5 s absorbs an import slowed by load.
+        imports = sandbox.import_seconds(self.pidns, task.device, home_dir() / "import_seconds.json")
+        self.startup_allowance = min(task.startup_s, 1.25 * imports + 0.5)
 
     # -- the child -----------------------------------------------------------------------------
     def _env(self, scratch: Path, config: dict, call: "_Call") -> dict[str, str]:
@@ -265,6 +319,10 @@ class Supervisor:
             "channel_fd": fd,
             "landlock": self.landlock,
             "read_roots": list(sandbox.SYSTEM_READ) + sandbox.python_read_roots(),
+            # The stdlib dataset's validation text: out of every genome's reach, whatever the
+            # dataset, so it cannot be rebuilt from readable files (evolve.data.sources).
+            "hidden": stdlib_hidden_paths(),
+            "private_tmp": "mountns" in self.namespaces,
             "address_space_bytes": self.memory_limit,
             "file_size_bytes": FILE_LIMIT,
             "nproc": MAX_PROCS if os.geteuid() != 0 else None,
@@ -345,16 +403,33 @@ class Supervisor:
             err_f.close()
 
     def _run(self, scratch, call, logs, common, feeder, parent_sock, child_sock, out_f, err_f):
+        cgroup = sandbox.MemoryCgroup.create(f"autoevolve-{scratch.name}", self.host_memory) \
+            if self.cgroups else None
+        try:
+            return self._spawn(scratch, call, logs, common, feeder, parent_sock, child_sock,
+                               out_f, err_f, cgroup)
+        finally:
+            if cgroup is not None:
+                cgroup.remove()
+
+    def _spawn(self, scratch, call, logs, common, feeder, parent_sock, child_sock, out_f, err_f,
+               cgroup):
         task = self.task
         fd = child_sock.fileno()
+
+        def prepare():
+            _die_with_parent()
+            if cgroup is not None:
+                cgroup.enter()
+
         t_spawn = time.monotonic()
         try:
             proc = subprocess.Popen(
                 [*self.pidns, sys.executable, "-m", "evolve.evaluation.runner", "genome.py"],
                 cwd=scratch, env=self._env(scratch, self._config(fd), call), stdin=subprocess.DEVNULL,
                 stdout=out_f, stderr=err_f, pass_fds=(fd,), start_new_session=True,
-                preexec_fn=_die_with_parent)
-        except OSError as e:
+                preexec_fn=prepare)
+        except (OSError, subprocess.SubprocessError) as e:
             return make_result(Status.CRASH, reason=f"could not start the genome: {e}", **common)
         finally:
             child_sock.close()
@@ -371,7 +446,8 @@ class Supervisor:
                 break
             now = time.monotonic()
             t0 = feeder.t0 if feeder.t0 is not None else (
-                feeder.start_clock(t_spawn + task.startup_s) if now > t_spawn + task.startup_s
+                feeder.start_clock(t_spawn + self.startup_allowance)
+                if now > t_spawn + self.startup_allowance
                 else None)
             if feeder.submitted is not None and now > feeder.submitted + 15:
                 killed_for = "submitted"     # submit() exits at once; a lingering tree is killed
@@ -406,8 +482,11 @@ class Supervisor:
         logs["stderr.txt"] = _read_tail(err_f, LOG_KEEP)
         stderr_tail = "\n".join(logs["stderr.txt"][-8192:].decode("utf-8", "replace")
                                 .strip().splitlines()[-15:])
+        if cgroup is not None and cgroup.oom_killed() and killed_for is None:
+            killed_for = "memory"
+        peak = cgroup.peak_bytes() if cgroup is not None else None
         return self._classify(scratch, feeder, killed_for, status_word, rusage,
-                              t_spawn, t_exit, common, call, stderr_tail)
+                              t_spawn, t_exit, common, call, stderr_tail, peak)
 
     # -- deciding what happened ----------------------------------------------------------------
     def _restore_trusted(self) -> list[str]:
@@ -423,7 +502,7 @@ class Supervisor:
         return changed
 
     def _classify(self, scratch, feeder, killed_for, status_word, rusage, t_spawn,
-                  t_exit, common, call, stderr_tail: str) -> EvalResult:
+                  t_exit, common, call, stderr_tail: str, tree_peak: int | None) -> EvalResult:
         task = self.task
         t0 = feeder.t0
         # The training clock ends when the budget runs out or the process ends, whichever is
@@ -443,8 +522,11 @@ class Supervisor:
                         sig = signal.Signals(exit_code - 128).name
                     except ValueError:
                         pass
-        peak = feeder.device_mem_mb if task.device != "cpu" else (
+        # Host memory of the whole tree from its cgroup where there is one (trusted), else the
+        # child's rusage; on CUDA the device peak the harness reports (a claim, shown only).
+        host_peak = tree_peak / 2 ** 20 if tree_peak else (
             rusage.ru_maxrss / 1024 if rusage is not None else None)
+        peak = feeder.device_mem_mb if task.device != "cpu" else host_peak
         measured = dict(training_seconds=training_s, tokens_per_sec=tps, tokens=feeder.tokens,
                         startup_seconds=(t0 - t_spawn) if t0 is not None else None,
                         peak_memory_mb=peak, exit_code=exit_code, signal=sig,
@@ -464,6 +546,9 @@ class Supervisor:
         if killed_for == "timeout":
             return done(Status.TIMEOUT, f"no submit within budget {task.budget_s:g} s + "
                                         f"{task.submit_s:g} s allowance; process tree killed")
+        if killed_for == "memory":
+            return done(Status.OOM, f"host memory limit of {self.host_memory / 2 ** 30:.1f} GiB "
+                                    "reached: the kernel killed the genome's process tree")
         if killed_for == "procs":
             return done(Status.CRASH, f"more than {MAX_PROCS} processes (fork bomb); tree killed")
         if killed_for == "disk":
@@ -484,9 +569,21 @@ class Supervisor:
                     status = Status.INVALID
                 return done(status, last or f"exit code {exit_code}")
             return done(Status.INVALID, "finished without calling harness.submit(model)")
+        if feeder.weights is None:
+            return done(Status.INVALID, "no weights arrived with the submitted model ("
+                        + (feeder.weights_problem or "harness.submit was bypassed") + ")")
+        if t0 is not None:
+            late = feeder.weights_at - (t0 + task.budget_s)
+            allowed = feeder.overtime_allowance(len(feeder.weights[1]))
+            if late > allowed:
+                return done(Status.INVALID, f"the weights arrived {late:.1f} s after the budget "
+                            f"ended (allowed {allowed:.1f} s): training after the budget does "
+                            "not count; call harness.submit(model) when train_batches ends")
         # The private directory is made only now, after the genome's tree is dead, so nothing
         # the genome did can be waiting in it.
         jobdir = Path(tempfile.mkdtemp(prefix=f"score-{os.getpid()}-", dir=self.scratch_root))
+        (jobdir / "weights.json").write_bytes(feeder.weights[0])
+        (jobdir / "weights.bin").write_bytes(feeder.weights[1])
         try:
             return self._score(model, jobdir, done, call)
         finally:

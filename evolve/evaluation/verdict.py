@@ -107,6 +107,7 @@ def run_scorer(p: subprocess.Popen, model: Path, jobdir: Path, *, eval_rows: np.
     np.save(jobdir / "token_bytes.npy", token_bytes)
     job = {"program": str(jobdir / "model.pt2"), "eval_rows": str(jobdir / "eval_rows.npy"),
            "token_bytes": str(jobdir / "token_bytes.npy"), "device": task.device,
+           "weights_header": str(jobdir / "weights.json"), "weights": str(jobdir / "weights.bin"),
            "batch_size": task.eval_batch_size, "vocab_size": task.vocab_size,
            "seq_len": task.seq_len,
            # Why: the scorer stops itself (a timeout record) a little before we kill it.

@@ -18,7 +18,8 @@ from hypothesis import given, settings, strategies as st
 
 from evolve.data.download import shard_name
 from evolve.data.sources import (CLIMBMIX_VAL_SHARD, MAX_DOC_CHARS, MIN_FILES_FOR_FILE_SPLIT, Corpus,
-                            CODE_CUTS, CorpusResult, TEXT_CUTS, chunk_text, open_corpus)
+                            CODE_CUTS, CorpusResult, STDLIB_VAL_PACKAGES, TEXT_CUTS, chunk_text,
+                            open_corpus, stdlib_hidden_paths)
 
 
 def digest(docs) -> tuple[int, str]:
@@ -72,10 +73,18 @@ def test_chunks_concatenate_to_the_text_and_respect_the_bound(text, max_chars):
 
 # ---- stdlib -----------------------------------------------------------------------------------
 
-def test_stdlib_is_deterministic_split_by_file_and_bounded():
+def test_stdlib_is_deterministic_split_by_package_and_bounded():
     a, b = opened("stdlib"), opened("stdlib")
     assert a.name.startswith("stdlib-3.") and a.identity == b.identity and len(a.identity) == 64
-    assert len(a.val_files) >= 3 and 0.02 < len(a.val_files) / len(a.train_files + a.val_files) < 0.1
+    size = {rel: (a.root / rel).stat().st_size for rel in a.train_files + a.val_files}
+    val_share = sum(size[r] for r in a.val_files) / sum(size.values())
+    assert len(a.val_files) >= 3 and 0.02 < val_share < 0.1, val_share     # ~7 % of the text
+    # val is exactly the packages the supervisor hides from genomes
+    assert {rel.split("/", 1)[0] for rel in a.val_files} <= set(STDLIB_VAL_PACKAGES)
+    assert not any(rel.split("/", 1)[0] in STDLIB_VAL_PACKAGES for rel in a.train_files)
+    hidden = stdlib_hidden_paths()
+    assert all(any(str((a.root / rel).resolve()).startswith(h + "/") for h in hidden)
+               for rel in a.val_files)
     assert not set(a.train_files) & set(b.val_files)
     assert not any(part in ("site-packages", "dist-packages", "test", "tests")
                    for rel in a.train_files + a.val_files for part in rel.split("/"))

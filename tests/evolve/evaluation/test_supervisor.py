@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from evolve.evaluation.result import Status
+from evolve.evaluation import sandbox
 from evolve.evaluation.sandbox import landlock_abi
 from tests.conftest import ADVERSARIAL, REPO, leftover_processes, small_task
 
@@ -83,6 +84,18 @@ def test_memory_bomb_is_oom(supervisor):
     r = run(supervisor, "membomb")
     assert r.status is Status.OOM, r.summary()
     assert run(supervisor, "honest").ok                  # the next genome runs normally
+
+
+def test_memory_bomb_without_an_address_limit_is_stopped_by_the_memory_cgroup(prepared):
+    """The CUDA path: no address-space rlimit, so only the tree's memory cgroup stops it."""
+    from evolve.evaluation.supervisor import Supervisor
+
+    sup = Supervisor(small_task(), prepared, memory_limit_bytes=2 * 2 ** 30, address_limit=False)
+    if "memcg" not in sup.sandbox_desc:
+        pytest.skip("no writable memory cgroup here")
+    r = sup.evaluate((ADVERSARIAL / "membomb.py").read_text())
+    assert r.status is Status.OOM and "host memory limit" in r.reason, r.summary()
+    assert not list(Path("/sys/fs/cgroup/memory").glob("autoevolve-eval-*"))
 
 
 def test_not_python_and_no_harness_are_refused_before_running(supervisor):
@@ -191,9 +204,41 @@ def test_forged_submit_message_does_not_inflate_throughput(supervisor):
 
 @pytest.mark.skipif(landlock_abi() < 1, reason="needs landlock")
 def test_nothing_can_be_left_in_dev_shm(supervisor, tmp_path):
-    r = supervisor.evaluate((ADVERSARIAL / "shm_persist.py").read_text(), log_dir=tmp_path)
+    import glob
+
+    supervisor.evaluate((ADVERSARIAL / "shm_persist.py").read_text(), log_dir=tmp_path)
     out = (tmp_path / "stdout.txt").read_text()
-    assert "SHM_WRITE_DENIED" in out, out
+    # Denied (no private /dev/shm) or written to a tmpfs that died with the evaluation.
+    assert "SHM_WRITE_DENIED" in out or "tmpfs" in supervisor.sandbox_desc, out
+    assert not glob.glob("/dev/shm/autoevolve-shm-probe-*")
+
+
+@pytest.mark.skipif(not {"mountns", "ipcns", "netns"} <= set(sandbox.namespaces()[1]),
+                    reason="needs mount, IPC and network namespaces")
+def test_no_state_survives_and_nothing_else_is_visible(supervisor, tmp_path):
+    import socket as socket_module
+
+    listener = socket_module.socket(socket_module.AF_INET, socket_module.SOCK_DGRAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    source = (ADVERSARIAL / "state_carrier.py").read_text().replace(
+        "UDP_PORT = 0", f"UDP_PORT = {listener.getsockname()[1]}")
+    lines = []
+    for run in ("first", "second"):
+        supervisor.evaluate(source, log_dir=tmp_path / run)
+        lines.append((tmp_path / run / "stdout.txt").read_text().strip())
+    first, second = lines
+    assert "MADE=/tmp/autoevolve-carry,/dev/shm/autoevolve-carry,sysv" in first, first
+    assert "FOUND= " in second, second               # nothing from the first run
+    # init of its namespace, the genome and its daemon: no process of this machine is visible
+    assert int(first.split("PROCS=")[1].split()[0]) <= 3, first
+    assert "UDP=sent" not in first, first
+    try:
+        leaked = listener.recv(16)
+    except OSError:
+        leaked = b""
+    assert leaked == b""
+    assert not os.path.exists("/tmp/autoevolve-carry") and not os.path.exists("/dev/shm/autoevolve-carry")
 
 
 # Scorer integrity: the exported program is untrusted code, and probes cannot be dodged.
@@ -225,3 +270,27 @@ def test_code_planted_in_the_archive_never_runs(supervisor, attack, words):
     assert r.status is Status.INVALID and r.val_bpb is None, r.summary()
     assert words in r.reason, r.reason
     assert not marker.exists()
+
+
+def test_validation_text_cannot_be_rebuilt_from_readable_files(supervisor, tmp_path):
+    # Honest training on this task reaches ~3 bpb; the memorised table reached 0.13 when the
+    # validation files were readable. Hidden, the rebuild fails and the table is empty.
+    r = supervisor.evaluate((ADVERSARIAL / "rebuild_val.py").read_text(), log_dir=tmp_path)
+    out = (tmp_path / "stdout.txt").read_text()
+    assert "rebuild failed" in out and "Permission denied" in out and "idlelib" in out, out
+    assert r.val_bpb is None or r.val_bpb > 1.0, r.summary()
+
+
+def test_training_after_the_budget_is_invalid(supervisor):
+    r = run(supervisor, "overtime")
+    assert r.status is Status.INVALID and r.val_bpb is None, r.summary()
+    assert "after the budget" in r.reason, r.reason
+
+
+def test_time_before_the_first_batch_is_bounded_by_what_imports_need(supervisor, tmp_path):
+    r = supervisor.evaluate((ADVERSARIAL / "pretrain.py").read_text(), log_dir=tmp_path)
+    # The clock started at the import allowance, long before the genome asked for data: by
+    # then its budget was spent, so its pre-training bought it no batch at all.
+    assert supervisor.startup_allowance < supervisor.task.startup_s
+    assert r.startup_seconds is not None and r.startup_seconds <= supervisor.startup_allowance + 1.0
+    assert "TOKENS 0" in (tmp_path / "stdout.txt").read_text(), r.summary()
