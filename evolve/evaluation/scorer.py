@@ -50,6 +50,14 @@ HOST_ENV_KEEP = ("PATH", "LANG", "CUDA_VISIBLE_DEVICES", "CUDA_HOME", "LD_LIBRAR
                  "NVIDIA_DRIVER_CAPABILITIES")
 
 
+def _die_with_parent() -> None:
+    """preexec_fn: the model process is killed when the scorer dies, whatever killed it."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)      # PR_SET_PDEATHSIG = 1
+
+
 class ModelFailure(Exception):
     """The model process failed or broke the protocol; status says how to record it."""
 
@@ -97,7 +105,8 @@ class ModelProcess:
             [*sandbox.namespaces()[0], sys.executable, "-m", "evolve.evaluation.model_host",
              str(theirs.fileno())],
             cwd="/", env=env, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
-            pass_fds=(theirs.fileno(), self.memfd), start_new_session=True)
+            pass_fds=(theirs.fileno(), self.memfd), start_new_session=True,
+            preexec_fn=_die_with_parent)
         theirs.close()
         self.sock = ours
 
