@@ -180,6 +180,10 @@ def _send_weights(model) -> None:
 
     header, chunks, seen = [], [], set()
     named = list(model.named_parameters()) + list(model.named_buffers())
+    for prefix, module in model.named_modules():       # plain tensor attributes, which
+        for key, value in vars(module).items():        # torch.export lifts as constants
+            if isinstance(value, torch.Tensor) and not isinstance(value, torch.nn.Parameter):
+                named.append((f"{prefix}.{key}" if prefix else key, value))
     for name, t in named:
         if name in seen or not isinstance(t, torch.Tensor):
             continue

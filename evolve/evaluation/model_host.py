@@ -53,6 +53,7 @@ REPLY = struct.Struct("<cBIII")         # tag, dtype code, rows, cols, vocab (or
 DTYPES = ("float32", "bfloat16", "float16", "float64")   # code = index
 MAX_PROGRAM = 16 * 2 ** 30              # bytes; the genome's files are capped at 4 GiB anyway
 ENV = "AUTOEVOLVE_MODEL_HOST"           # JSON: device, landlock, address_space_bytes
+MAX_LOOSE_CONSTANTS = 4096              # elements of tensor constants not sent at submit
 
 
 def recv_exact(sock: socket.socket, n: int) -> bytearray | None:
@@ -83,6 +84,10 @@ def _contain(config: dict, read: list[str], write: list[str]) -> None:
     sandbox.apply_rlimits(config.get("address_space_bytes"), 0 if not write else 2 ** 34, None)
     if config.get("landlock"):
         err = sandbox.apply_landlock(read=read, write=write)
+        if err:
+            raise RuntimeError(f"sandbox: {err}")
+    if config.get("harden") and write:          # once, at the first layer
+        err = sandbox.harden()
         if err:
             raise RuntimeError(f"sandbox: {err}")
 
@@ -126,6 +131,21 @@ def _replace_weights(program, names: bytes, data) -> str | None:
     raw = torch.frombuffer(data, dtype=torch.uint8) if len(data) else torch.empty(0, dtype=torch.uint8)
     sig = program.graph_signature
     persistent = set(sig.parameters) | set(sig.buffers) - set(sig.non_persistent_buffers)
+    # Tensor constants that are not in the snapshot were made at export, after the budget:
+    # only small literals (index tables, a few numbers) may be, never trained values.
+    loose = [n for n in program.constants if n not in table and n not in sig.buffers]
+    size = sum(program.constants[n].numel() for n in loose
+               if isinstance(program.constants[n], torch.Tensor))
+    if size > MAX_LOOSE_CONSTANTS:
+        return (f"{size} elements of tensor constants ({', '.join(loose[:3])}) are not in the "
+                f"weights sent at submit (at most {MAX_LOOSE_CONSTANTS}): keep learned values in "
+                "parameters, buffers or tensor attributes")
+    for name in [n for n in program.constants if n in table and n not in sig.buffers]:
+        dt, shape, start, n = table[name]
+        old = program.constants[name]
+        if not isinstance(old, torch.Tensor) or old.dtype != dt or tuple(old.shape) != shape:
+            return f"{name} has another shape or dtype than in the weights sent at submit"
+        program.constants[name] = raw[start:start + n].view(dt).reshape(shape).clone().to(old.device)
     for name in list(sig.parameters) + list(sig.buffers):
         if name not in table:
             return f"{name} is not in the weights sent at submit"

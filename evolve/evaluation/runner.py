@@ -6,7 +6,8 @@ sandbox settings). Before a single line of the genome runs, this trusted preambl
 
 1. sets resource limits (evolve.evaluation.sandbox.apply_rlimits);
 2. in its own mount namespace, mounts private tmpfs on /tmp and /dev/shm;
-3. restricts the filesystem, network and signals with landlock when the kernel has it;
+3. restricts the filesystem, network and signals with landlock when the kernel has it, then
+   drops every capability and installs a seccomp filter (evolve.evaluation.syscalls);
 4. connects `evolve.harness` to the supervisor's socket;
 
 and then runs the genome as `__main__` with runpy. If the genome returns without calling
@@ -53,6 +54,11 @@ def main() -> None:
     if config.get("landlock"):
         err = sandbox.apply_landlock(read=config["read_roots"], write=[os.getcwd(), *private],
                                      hidden=config.get("hidden", []))
+        if err:
+            print(f"evolve.evaluation.runner: sandbox failed: {err}", file=sys.stderr, flush=True)
+            os._exit(70)
+    if config.get("harden"):
+        err = sandbox.harden()
         if err:
             print(f"evolve.evaluation.runner: sandbox failed: {err}", file=sys.stderr, flush=True)
             os._exit(70)

@@ -37,6 +37,9 @@ _MS_BIND = 4096
 _FS_EXECUTE, _FS_WRITE_FILE, _FS_READ_FILE, _FS_READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
 _FS_ALL_V1 = (1 << 13) - 1          # execute .. make_sym
 _FS_REFER, _FS_TRUNCATE, _FS_IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15
+_FS_MAKE_CHAR, _FS_MAKE_BLOCK = 1 << 6, 1 << 11
+_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/dri",
+            "/dev/nvidia-caps")
 _NET_ALL = (1 << 0) | (1 << 1)      # bind_tcp, connect_tcp (ABI >= 4)
 _SCOPE_ALL = (1 << 0) | (1 << 1)    # abstract unix sockets, signals (ABI >= 6)
 
@@ -139,11 +142,15 @@ def apply_landlock(read: list[str], write: list[str], hidden: list[str] = ()) ->
         | (_FS_IOCTL_DEV if abi >= 5 else 0)
     read_rights = _FS_EXECUTE | _FS_READ_FILE | _FS_READ_DIR
     try:
-        # /dev: use existing devices (GPU nodes need ioctl), create nothing: a file made in
-        # /dev/shm would outlive the evaluation and could carry weights to the next one.
+        # /dev: the few devices a training process needs, and the GPU's nodes (which need
+        # ioctl); nothing else (not the kernel log, not disks), and nothing created there.
         dev_rights = _FS_READ_FILE | _FS_WRITE_FILE | _FS_READ_DIR | (_FS_IOCTL_DEV if abi >= 5 else 0)
+        devices = [d for d in _DEVICES if os.path.exists(d)]
+        devices += sorted(str(p) for p in Path("/dev").glob("nvidia*"))
         rules = [(p, read_rights if full else _FS_READ_DIR) for p, full in carve(read, list(hidden))]
-        rules += [(p, fs) for p in write] + [("/dev", dev_rights)]
+        # Writable directories: everything but device nodes.
+        rules += [(p, fs & ~(_FS_MAKE_CHAR | _FS_MAKE_BLOCK)) for p in write]
+        rules += [("/dev", _FS_READ_DIR)] + [(d, dev_rights) for d in devices]
         for path, rights in rules:
             try:
                 fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
@@ -164,6 +171,14 @@ def apply_landlock(read: list[str], write: list[str], hidden: list[str] = ()) ->
     finally:
         os.close(rfd)
     return None
+
+
+def harden() -> str | None:
+    """Drop every capability, then install the seccomp filter (evolve.evaluation.syscalls): the
+    last step before untrusted code runs. Returns an error or None."""
+    from evolve.evaluation import syscalls
+
+    return syscalls.drop_capabilities() or syscalls.apply_seccomp()
 
 
 def apply_rlimits(address_space_bytes: int | None, file_size_bytes: int, nproc: int | None) -> None:

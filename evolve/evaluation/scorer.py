@@ -98,6 +98,7 @@ class ModelProcess:
                     model_host.ENV: json.dumps({
                         "device": settings["device"], "landlock": bool(settings.get("landlock")),
                         "read_roots": settings.get("read_roots", []),
+                        "harden": bool(settings.get("harden")),
                         "out_fd": self.memfd, "slot_bytes": self.slot_bytes,
                         "address_space_bytes": settings.get("model_address_space_bytes")})})
         self.log = open(settings["model_log"], "wb") if settings.get("model_log") else subprocess.DEVNULL

@@ -144,7 +144,9 @@ class _Feeder(threading.Thread):
         if head is None or data is None:
             self.weights_problem = "the weights were cut off"
             return False
-        self.weights = (bytes(head), bytes(data))
+        # An empty header still means "these are all the weights": the model process then
+        # checks the program against an empty snapshot (never skips the check).
+        self.weights = (bytes(head) or b"[]", bytes(data))
         self.weights_at = time.monotonic()
         return True
 
@@ -219,6 +221,26 @@ def sweep_scratch(root: Path) -> int:
     return removed
 
 
+def _can_harden() -> bool:
+    """Whether capabilities can be dropped and the seccomp filter installed here (tried once in
+    a throwaway process; where not, genomes run without that layer and the sandbox field says
+    so)."""
+    global _HARDEN
+    if _HARDEN is None:
+        code = ("from evolve.evaluation import sandbox; import sys; "
+                "sys.exit(1 if sandbox.harden() else 0)")
+        try:
+            r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60,
+                               env={**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)})
+            _HARDEN = r.returncode == 0
+        except (OSError, subprocess.SubprocessError):
+            _HARDEN = False
+    return _HARDEN
+
+
+_HARDEN: bool | None = None
+
+
 def _die_with_parent() -> None:
     """preexec_fn: the child is SIGKILLed when the supervisor's thread dies (crash, kill -9),
     so no genome outlives the engine; inside its PID namespace the rest follows it."""
@@ -285,6 +307,9 @@ class Supervisor:
         layers += self.namespaces
         if "mountns" in self.namespaces:
             layers.append("tmpfs")
+        self.harden = _can_harden()
+        if self.harden:
+            layers.append("nocaps+seccomp")
         if self.cgroups:
             layers.append("memcg")
         self.sandbox_desc = "+".join(layers)
@@ -323,6 +348,7 @@ class Supervisor:
             # dataset, so it cannot be rebuilt from readable files (evolve.data.sources).
             "hidden": stdlib_hidden_paths(),
             "private_tmp": "mountns" in self.namespaces,
+            "harden": self.harden,
             "address_space_bytes": self.memory_limit,
             "file_size_bytes": FILE_LIMIT,
             "nproc": MAX_PROCS if os.geteuid() != 0 else None,
@@ -371,7 +397,7 @@ class Supervisor:
                     "seq_len": task.seq_len, "vocab_size": task.vocab_size,
                     "landlock": self.landlock,
                     "read_roots": list(sandbox.SYSTEM_READ) + sandbox.python_read_roots(),
-                    "model_address_space_bytes": self.memory_limit,
+                    "model_address_space_bytes": self.memory_limit, "harden": self.harden,
                     "host_dir": str(scorer_dir / "model-tmp"),
                     "model_log": str(scorer_dir / "model.log")}
         try:

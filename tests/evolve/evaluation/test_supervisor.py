@@ -294,3 +294,22 @@ def test_time_before_the_first_batch_is_bounded_by_what_imports_need(supervisor,
     assert supervisor.startup_allowance < supervisor.task.startup_s
     assert r.startup_seconds is not None and r.startup_seconds <= supervisor.startup_allowance + 1.0
     assert "TOKENS 0" in (tmp_path / "stdout.txt").read_text(), r.summary()
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the fixture uses x86_64 syscall numbers")
+def test_root_inside_the_sandbox_can_do_nothing_privileged(supervisor, tmp_path):
+    if "seccomp" not in supervisor.sandbox_desc:
+        pytest.skip("no seccomp/capability layer on this system")
+    supervisor.evaluate((ADVERSARIAL / "privileged_calls.py").read_text(), log_dir=tmp_path)
+    line = (tmp_path / "stdout.txt").read_text().strip()
+    assert line.startswith("CALLS "), line
+    results = dict(item.split("=") for item in line.split()[1:])
+    assert set(results) == {"keyring", "adjtimex", "hostname", "mknod", "kmsg", "vsock",
+                            "unshare_user"}, results
+    assert set(results.values()) == {"refused"}, results
+
+
+def test_trained_values_hidden_in_constants_after_the_budget_are_invalid(supervisor):
+    r = run(supervisor, "late_constants")
+    assert r.status is Status.INVALID and r.val_bpb is None, r.summary()
+    assert "not in the weights sent at submit" in r.reason, r.reason
