@@ -1,10 +1,10 @@
 """Shared by the tests of evolve.inspect's tables, figures, page and report: one real run and
 the helpers that check what is drawn and written.
 
-`small_run_dir` is one short real CPU run, built once for the session: seeds tiny.py and the
-crashing adversarial genome, population 1, one generation after the initial one; that is 3-4
-trainings of ~1 s budget (the seed, its confirmation, one child and perhaps the child's
-confirmation) plus a crash. Tests that change a run change a copy (`copy_run`).
+`small_run_dir` is the session's one short real CPU run (`small_run` in tests/conftest.py, shared
+with the engine tests): seeds tiny.py and the crashing adversarial genome, population 2, one
+generation after the initial one, so it has a score, a crash, a confirmed best and children.
+Tests that change a run change a copy (`copy_run`).
 `only_failures_archive` writes a run with no score at all, in milliseconds.
 """
 
@@ -17,38 +17,16 @@ from html.parser import HTMLParser
 import pytest
 
 from evolve.evaluation.result import Status, make_result
-from evolve.inspect.run import load_run
 from evolve.search.archive import Archive
-from tests.conftest import ADVERSARIAL, FIXTURES, small_task
+from tests.conftest import CRASH, TINY
 
-TINY = FIXTURES / "engine" / "tiny.py"
-CRASH = ADVERSARIAL / "crash.py"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="session")
-def small_run_dir(tmp_path_factory, prepared):
-    from genome.record import Genome
-
-    from evolve.search.engine import Engine, EngineConfig
-    from evolve.evaluation.supervisor import Supervisor
-    from evolve.search.workers import LocalMap
-
-    task = small_task(budget_s=1.0)
-    sup = Supervisor(task, prepared)
-    # Population 1 with two seeds: generation 0 is just the seeds, generation 1 one child.
-    config = EngineConfig(population=1, generations=1)
-    d = tmp_path_factory.mktemp("reportrun") / "run"
-    archive = Archive.create(d, {"config": config.to_dict(), "task": task.to_dict(),
-                                 "fingerprint": sup.fingerprint})
-    seeds = [Genome.seed(TINY.read_text(), "seed tiny.py"),
-             Genome.seed(CRASH.read_text(), "seed crash.py")]
-    Engine(archive, LocalMap(sup), config, seeds, log=lambda m: None, show_progress=False).run()
-    archive.close()
-    run = load_run(d)
-    assert run.df.val_bpb.notna().any(), run.evals[["status", "reason"]]
-    assert (run.evals.status == "crash").any(), run.evals[["status", "reason"]]
-    return d
+def small_run_dir(small_run):
+    """The session's shared real run (tests/conftest.py): read it, or change a copy_run."""
+    return small_run.dir
 
 
 def copy_run(run_dir, tmp_path):

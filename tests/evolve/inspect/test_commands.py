@@ -1,5 +1,6 @@
 """show, lineage, replay and export as a user runs them: real subprocesses on one small real run
-(built once for the module), asserting on their output, the archive and the files they write."""
+(the session's shared `small_run`, see tests/conftest.py), asserting on their output, the archive
+and the files they write."""
 
 from __future__ import annotations
 
@@ -12,11 +13,7 @@ import pytest
 
 from evolve.search.archive import Archive
 from evolve.inspect.run import load_run
-from tests.conftest import FIXTURES, REPO, small_task
-
-TINY = FIXTURES / "engine" / "tiny.py"
-
-
+from tests.conftest import REPO, TINY, small_task
 
 
 def evolve(*args, timeout=300):
@@ -35,28 +32,9 @@ def one_line_error(p, *words):
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, prepared):
-    from genome.record import Genome
-
-    from evolve.search.engine import Engine, EngineConfig
-    from evolve.evaluation.supervisor import Supervisor
-    from evolve.search.workers import LocalMap
-
-    task = small_task(budget_s=1.0)
-    sup = Supervisor(task, prepared)
-    # No confirming re-evaluations: 4 evaluations of ~10 s CPU each instead of 5-6 (CI time).
-    config = EngineConfig(population=2, generations=1, confirm=False)
-    d = tmp_path_factory.mktemp("cmdrun") / "run"
-    archive = Archive.create(d, {"config": config.to_dict(), "task": task.to_dict(),
-                                 "fingerprint": sup.fingerprint})
-    seeds = [Genome.seed(TINY.read_text(), "seed tiny.py")]
-    engine = Engine(archive, LocalMap(sup), config, seeds, log=lambda m: None,
-                    show_progress=False)
-    engine.run()
-    archive.close()
-    run = load_run(d)
-    assert run.df.val_bpb.notna().any(), run.evals[["status", "reason"]]
-    return d
+def run_dir(small_run):
+    """The session's shared real run (tests/conftest.py): commands that change it get a copy."""
+    return small_run.dir
 
 
 def copy_run(run_dir, tmp_path):
@@ -97,9 +75,11 @@ def test_lineage_of_best_starts_at_a_seed(run_dir):
 def test_replay_stores_replay_rows_and_prints_both_values(run_dir, tmp_path):
     d = copy_run(run_dir, tmp_path)
     run = load_run(d)
-    # A child of the seed: a two-step lineage (two evaluations) that still has a step change.
-    gen0 = run.df[(run.df.generation == 0) & (run.df.operator != "seed") & run.df.val_bpb.notna()]
-    target = gen0.genome_id.iloc[0] if len(gen0) else run.best().genome_id
+    # A child of a seed: a two-step lineage (two evaluations) that still has a step change.
+    seeds = set(run.df.genome_id[run.df.operator == "seed"])
+    kids = run.df[(run.df.operator != "seed") & run.df.val_bpb.notna()
+                  & run.df.parent_ids.map(lambda p: bool(p) and set(p) <= seeds)]
+    target = kids.genome_id.iloc[0] if len(kids) else run.best().genome_id
     chain = run.lineage(target)
     p = evolve("replay", d, target[:8])
     assert p.returncode == 0, p.stderr

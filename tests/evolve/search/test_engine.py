@@ -16,9 +16,7 @@ import pytest
 from evolve.search.archive import Archive
 from evolve.search.engine import Engine, EngineConfig, Fitness, Individual, hypervolume
 from evolve.inspect.run import load_run, pareto_mask
-from tests.conftest import FIXTURES, REPO, small_task
-
-TINY = FIXTURES / "engine" / "tiny.py"
+from tests.conftest import REPO, TINY, small_task
 
 
 def make_engine(run_dir, supervisor, config, logs, on_generation=None):
@@ -42,21 +40,12 @@ def fast_supervisor(prepared):
     return Supervisor(small_task(budget_s=1.0), prepared)
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, fast_supervisor):
-    run_dir = tmp_path_factory.mktemp("run")
-    logs: list[str] = []
-    finished: list[int] = []
-    engine = make_engine(run_dir, fast_supervisor, EngineConfig(population=3, generations=1), logs,
-                         on_generation=finished.append)
-    assert engine.run() == 0
-    engine.archive.close()
-    assert finished == [0, 1]                     # the hook that refreshes the run's plots
-    return run_dir, logs
-
-
-def test_a_whole_run_lands_in_the_archive(finished_run):
-    run_dir, logs = finished_run
+def test_a_whole_run_lands_in_the_archive(small_run):
+    # The session's shared run (tests/conftest.py): tiny.py and crash.py seeds, population 2,
+    # generations 1; this test and the inspection tests only read it.
+    run_dir, logs = small_run.dir, list(small_run.logs)
+    assert small_run.exit_code == 0
+    assert small_run.finished == (0, 1)           # the hook that refreshes the run's plots
     assert [line.split()[1] for line in logs] == ["0/1", "1/1"]
     run = load_run(run_dir)
     assert len(run.df) >= 4 and (run.df.status == "ok").sum() >= 2
@@ -76,11 +65,11 @@ def test_a_whole_run_lands_in_the_archive(finished_run):
     assert [g["generation"] for g in gens] == [0, 1] and all(g["population"] for g in gens)
 
 
-def test_planned_genomes_already_evaluated_are_reused(finished_run, fast_supervisor, tmp_path):
+def test_planned_genomes_already_evaluated_are_reused(small_run, fast_supervisor, tmp_path):
     import shutil
 
     run_dir = tmp_path / "copy"
-    shutil.copytree(finished_run[0], run_dir)
+    shutil.copytree(small_run.dir, run_dir)                # the shared run is read-only
     archive = Archive.open(run_dir)
     before = archive.eval_count()
     ids = archive.genome_ids()
