@@ -59,6 +59,7 @@ MAX_PROCS = 256                      # processes in the genome's session before 
 SCRATCH_LIMIT = 8 * 2 ** 30          # bytes the genome may write in its scratch directory
 FILE_LIMIT = 4 * 2 ** 30             # largest single file (RLIMIT_FSIZE)
 LOG_KEEP = 2 ** 20                   # bytes of the genome's stdout/stderr kept for log_dir
+FIRST_STEP_ROWS = 256                # rows in the first two batches whose overrun is charged
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "B200": 2250e12, "A100": 312e12, "L40S": 362e12,
               "L4": 121e12, "A10": 125e12, "4090": 165e12}    # dense bf16, from vendor sheets
 OOM_PATTERNS = re.compile(r"out of memory|MemoryError|can't allocate memory|OutOfMemoryError|"
@@ -149,6 +150,12 @@ class _Feeder(threading.Thread):
         self.weights = (bytes(head) or b"[]", bytes(data))
         self.weights_at = time.monotonic()
         return True
+
+    def first_step_only(self) -> bool:
+        """At most two small batches were served (<= FIRST_STEP_ROWS rows in all): the budget
+        ended while the first steps ran, so no typical step time is known; their overrun is
+        charged rather than refused (too little data to be worth training on longer)."""
+        return len(self.served) <= 2 and self.tokens <= FIRST_STEP_ROWS * self.task.seq_len
 
     def overtime_allowance(self, weight_bytes: int) -> float:
         """Seconds after the budget within which the weights must arrive: 1 % of the budget,
@@ -601,7 +608,13 @@ class Supervisor:
         if t0 is not None:
             late = feeder.weights_at - (t0 + task.budget_s)
             allowed = feeder.overtime_allowance(len(feeder.weights[1]))
-            if late > allowed:
+            if late > allowed and feeder.first_step_only():
+                # The budget ended inside the genome's first or second step (a cold start on a
+                # short budget, a busy machine): that step may finish, and its time is charged.
+                charged = measured["training_seconds"] + late
+                measured.update(training_seconds=charged,
+                                tokens_per_sec=feeder.tokens / charged if feeder.tokens else None)
+            elif late > allowed:
                 return done(Status.INVALID, f"the weights arrived {late:.1f} s after the budget "
                             f"ended (allowed {allowed:.1f} s): training after the budget does "
                             "not count; call harness.submit(model) when train_batches ends")

@@ -313,3 +313,21 @@ def test_trained_values_hidden_in_constants_after_the_budget_are_invalid(supervi
     r = run(supervisor, "late_constants")
     assert r.status is Status.INVALID and r.val_bpb is None, r.summary()
     assert "not in the weights sent at submit" in r.reason, r.reason
+
+
+SLOW_FIRST_STEP = """
+import time
+import torch
+from evolve import harness
+
+model = torch.nn.Embedding(harness.VOCAB_SIZE, harness.VOCAB_SIZE)
+for x, y in harness.train_batches(8):
+    time.sleep(harness.BUDGET_S + 2.0)          # one step longer than the whole budget
+harness.submit(model)
+"""
+
+
+def test_a_first_step_longer_than_the_budget_is_charged_not_refused(supervisor):
+    r = supervisor.evaluate(SLOW_FIRST_STEP)
+    assert r.status is Status.OK, r.summary()
+    assert r.training_seconds > supervisor.task.budget_s + 1.5, r.summary()
