@@ -98,6 +98,10 @@ PYTHON_OPS = frozenset({operator.getitem, operator.add, operator.sub, operator.m
                         operator.floordiv, operator.truediv, operator.mod, operator.neg,
                         operator.eq, operator.ne, operator.lt, operator.le, operator.gt,
                         operator.ge, operator.and_, operator.or_, operator.not_})
+# Overloads that reinterpret a tensor's bytes as another dtype: no model needs them, and an
+# adversary used view.dtype to unpack trained weights packed into an innocent-looking constant.
+_REINTERPRETING = {("aten::view", "dtype")}
+MAX_NODES = 20_000          # a GPT of depth 32 exports to a few thousand nodes
 # Arguments that make an otherwise pure op random: they must be literal "off".
 _DROPOUT_TRAIN_ARG = {"dropout": 2, "feature_dropout": 2, "alpha_dropout": 2}
 
@@ -137,6 +141,9 @@ def check_node(node) -> str | None:
         if schema.is_mutable:
             return (f"op {full}.{target._overloadname} writes into its arguments (in-place ops "
                     "could keep state across eval batches)")
+        if (full, target._overloadname) in _REINTERPRETING:
+            return f"op {full}.{target._overloadname} reinterprets bits (it could unpack values " \
+                   "smuggled into constants or literals)"
         if full in PROJECT_OPS:
             return None
         ns, _, base = full.partition("::")
@@ -166,6 +173,12 @@ def check_program(ep) -> str | None:
     if getattr(sig, "user_inputs_to_mutate", None):
         return "the model writes into its input"
     problems: list[str] = []
+    nodes = sum(len(gm.graph.nodes) for gm in ep.graph_module.modules()
+                if isinstance(getattr(gm, "graph", None), torch.fx.Graph))
+    if nodes > MAX_NODES:
+        # Every literal argument of a node is a few bytes that export writes after training:
+        # a bound on nodes bounds what a graph can smuggle that way.
+        return f"the graph has {nodes} nodes (at most {MAX_NODES})"
     for gm in ep.graph_module.modules():
         graph = getattr(gm, "graph", None)
         if not isinstance(graph, torch.fx.Graph):

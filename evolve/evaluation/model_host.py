@@ -53,7 +53,7 @@ REPLY = struct.Struct("<cBIII")         # tag, dtype code, rows, cols, vocab (or
 DTYPES = ("float32", "bfloat16", "float16", "float64")   # code = index
 MAX_PROGRAM = 16 * 2 ** 30              # bytes; the genome's files are capped at 4 GiB anyway
 ENV = "AUTOEVOLVE_MODEL_HOST"           # JSON: device, landlock, address_space_bytes
-MAX_LOOSE_CONSTANTS = 4096              # elements of tensor constants not sent at submit
+MAX_LOOSE_CONSTANT_BYTES = 4096         # bytes of tensor constants not sent at submit
 
 
 def recv_exact(sock: socket.socket, n: int) -> bytearray | None:
@@ -134,12 +134,14 @@ def _replace_weights(program, names: bytes, data) -> str | None:
     # Tensor constants that are not in the snapshot were made at export, after the budget:
     # only small literals (index tables, a few numbers) may be, never trained values.
     loose = [n for n in program.constants if n not in table and n not in sig.buffers]
-    size = sum(program.constants[n].numel() for n in loose
-               if isinstance(program.constants[n], torch.Tensor))
-    if size > MAX_LOOSE_CONSTANTS:
-        return (f"{size} elements of tensor constants ({', '.join(loose[:3])}) are not in the "
-                f"weights sent at submit (at most {MAX_LOOSE_CONSTANTS}): keep learned values in "
-                "parameters, buffers or tensor attributes")
+    tensors = [program.constants[n] for n in loose if isinstance(program.constants[n], torch.Tensor)]
+    size = sum(t.numel() * t.element_size() for t in tensors)
+    if any(t.is_complex() for t in tensors):
+        return "a complex tensor constant is not allowed in a submitted model"
+    if size > MAX_LOOSE_CONSTANT_BYTES:
+        return (f"{size} bytes of tensor constants ({', '.join(loose[:3])}) are not in the "
+                f"weights sent at submit (at most {MAX_LOOSE_CONSTANT_BYTES}): keep learned "
+                "values in parameters, buffers or tensor attributes")
     for name in [n for n in program.constants if n in table and n not in sig.buffers]:
         dt, shape, start, n = table[name]
         old = program.constants[name]

@@ -44,8 +44,18 @@ _NET_ALL = (1 << 0) | (1 << 1)      # bind_tcp, connect_tcp (ABI >= 4)
 _SCOPE_ALL = (1 << 0) | (1 << 1)    # abstract unix sockets, signals (ABI >= 6)
 
 # Read-only roots every Python/torch process needs; everything else is unreadable.
-SYSTEM_READ = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/opt", "/proc",
-               "/sys", "/dev", "/run/nvidia-persistenced", "/var/lib/nvidia")
+# Of /etc only what the dynamic loader, libc, Python and CUDA read (measured with strace for
+# import torch, a training step and torch.export): not /etc/shadow and the like, which a genome
+# running as uid 0 could otherwise read as the files' owner.
+ETC_READ = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "ld.so.preload", "nsswitch.conf",
+            "passwd", "group", "localtime", "timezone", "hosts", "host.conf", "resolv.conf",
+            "gai.conf", "os-release", "alternatives", "mime.types", "ssl", "nvidia",
+            "OpenCL", "vulkan")
+SYSTEM_READ = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/opt", "/proc", "/sys",
+               "/dev", "/run/nvidia-persistenced", "/var/lib/nvidia",
+               *(f"/etc/{name}" for name in ETC_READ))
+# Never readable under those roots: other processes' cgroup membership (host pids).
+SYSTEM_HIDDEN = ("/sys/fs/cgroup",)
 
 
 class _RulesetAttr(ctypes.Structure):

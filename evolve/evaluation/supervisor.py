@@ -59,7 +59,7 @@ MAX_PROCS = 256                      # processes in the genome's session before 
 SCRATCH_LIMIT = 8 * 2 ** 30          # bytes the genome may write in its scratch directory
 FILE_LIMIT = 4 * 2 ** 30             # largest single file (RLIMIT_FSIZE)
 LOG_KEEP = 2 ** 20                   # bytes of the genome's stdout/stderr kept for log_dir
-FIRST_STEP_ROWS = 256                # rows in the first two batches whose overrun is charged
+FIRST_STEP_ROWS = 256                # rows in the first batches whose overrun is charged
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "B200": 2250e12, "A100": 312e12, "L40S": 362e12,
               "L4": 121e12, "A10": 125e12, "4090": 165e12}    # dense bf16, from vendor sheets
 OOM_PATTERNS = re.compile(r"out of memory|MemoryError|can't allocate memory|OutOfMemoryError|"
@@ -152,17 +152,23 @@ class _Feeder(threading.Thread):
         return True
 
     def first_step_only(self) -> bool:
-        """At most two small batches were served (<= FIRST_STEP_ROWS rows in all): the budget
-        ended while the first steps ran, so no typical step time is known; their overrun is
-        charged rather than refused (too little data to be worth training on longer)."""
-        return len(self.served) <= 2 and self.tokens <= FIRST_STEP_ROWS * self.task.seq_len
+        """Only a few small batches were served (at most 4, and FIRST_STEP_ROWS rows in all):
+        the budget ended while the first steps ran, so no typical step time is known; their
+        overrun is charged rather than refused (too little data to be worth training longer)."""
+        return len(self.served) <= 4 and self.tokens <= FIRST_STEP_ROWS * self.task.seq_len
 
     def overtime_allowance(self, weight_bytes: int) -> float:
         """Seconds after the budget within which the weights must arrive: 1 % of the budget,
         one typical step (a step in flight when the budget ends is finished, as autoresearch
-        does), the copy of the weights at 1 GB/s, and 0.5 s of scheduling slack."""
-        gaps = sorted(b - a for a, b in zip(self.served, self.served[1:]))
-        step = gaps[len(gaps) // 2] if gaps else 0.0
+        does), the copy of the weights at 1 GB/s, and 0.5 s of scheduling slack.
+
+        The genome decides when it asks for batches, so "one typical step" is the median gap
+        between batches (the last one left out), needs three gaps, and is capped at 2 % of the
+        budget (at least 1 s): an adversary made one 9.6 s gap its median and trained 9 s past
+        the budget."""
+        gaps = sorted(b - a for a, b in zip(self.served[:-1], self.served[1:-1]))
+        cap = max(0.02 * self.task.budget_s, 1.0)     # 1 s: short budgets on a busy machine
+        step = min(gaps[len(gaps) // 2], cap) if len(gaps) >= 3 else 0.0
         return 0.01 * self.task.budget_s + step + weight_bytes / 1e9 + 0.5
 
 
@@ -353,7 +359,7 @@ class Supervisor:
             "read_roots": list(sandbox.SYSTEM_READ) + sandbox.python_read_roots(),
             # The stdlib dataset's validation text: out of every genome's reach, whatever the
             # dataset, so it cannot be rebuilt from readable files (evolve.data.sources).
-            "hidden": stdlib_hidden_paths(),
+            "hidden": stdlib_hidden_paths() + list(sandbox.SYSTEM_HIDDEN),
             "private_tmp": "mountns" in self.namespaces,
             "harden": self.harden,
             "address_space_bytes": self.memory_limit,
@@ -609,8 +615,8 @@ class Supervisor:
             late = feeder.weights_at - (t0 + task.budget_s)
             allowed = feeder.overtime_allowance(len(feeder.weights[1]))
             if late > allowed and feeder.first_step_only():
-                # The budget ended inside the genome's first or second step (a cold start on a
-                # short budget, a busy machine): that step may finish, and its time is charged.
+                # The budget ended inside the genome's first few steps (a cold start on a short
+                # budget, a busy machine): that step may finish, and its time is charged.
                 charged = measured["training_seconds"] + late
                 measured.update(training_seconds=charged,
                                 tokens_per_sec=feeder.tokens / charged if feeder.tokens else None)

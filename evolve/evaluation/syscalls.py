@@ -54,7 +54,9 @@ def drop_capabilities() -> str | None:
 
 # x86_64 and aarch64 syscall numbers of what a training script never needs and a genome could
 # use to leave its walls: keyrings (state across evaluations), the clock, the hostname, kernel
-# modules, namespaces, io_uring (sockets past this filter), bpf, perf, ptrace-like reads.
+# modules, namespaces, io_uring (sockets past this filter), bpf, perf, ptrace-like reads, and
+# the page-cache probes (mincore, fadvise, readahead, RWF_NOWAIT reads) an adversary used to
+# carry bits from one evaluation to the next through a readable file's cached pages.
 _AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 _DENY = {
     "x86_64": {"add_key": 248, "request_key": 249, "keyctl": 250, "adjtimex": 159,
@@ -66,7 +68,9 @@ _DENY = {
                "setns": 308, "io_uring_setup": 425, "io_uring_enter": 426,
                "io_uring_register": 427, "bpf": 321, "perf_event_open": 298,
                "userfaultfd": 323, "process_vm_readv": 310, "process_vm_writev": 311,
-               "ptrace": 101, "ioprio_set": 251, "syslog": 103},
+               "ptrace": 101, "ioprio_set": 251, "syslog": 103, "mincore": 27,
+               "cachestat": 451, "fadvise64": 221, "readahead": 187, "preadv2": 327,
+               "pwritev2": 328},
     "aarch64": {"add_key": 217, "request_key": 218, "keyctl": 219, "adjtimex": 171,
                 "clock_adjtime": 266, "clock_settime": 112, "settimeofday": 170,
                 "sethostname": 161, "setdomainname": 162, "mknodat": 33, "kexec_load": 104,
@@ -76,7 +80,8 @@ _DENY = {
                 "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
                 "bpf": 280, "perf_event_open": 241, "userfaultfd": 282,
                 "process_vm_readv": 270, "process_vm_writev": 271, "ptrace": 117,
-                "ioprio_set": 30, "syslog": 116},
+                "ioprio_set": 30, "syslog": 116, "mincore": 232, "cachestat": 451,
+                "fadvise64": 223, "readahead": 213, "preadv2": 286, "pwritev2": 287},
 }
 # Conditional rules: (syscall, numbers per arch): socket families other than unix and IP
 # (vsock, packet, netlink...), clone with a namespace flag, setpriority on a whole user.

@@ -116,7 +116,17 @@ def _fake_from_file(filename, shared=None, size=0, *, dtype=None, layout=None, d
     return torch.empty(size, dtype=dtype or torch.float32)
 
 
+class Bitcast(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.packed = torch.zeros(4, dtype=torch.float64)
+
+    def forward(self, x):
+        return torch.zeros(B, T, V) + self.packed.view(torch.float16).float().sum()
+
+
 @pytest.mark.parametrize("model, words", [
+    (Bitcast(), "reinterprets bits"),
     (FromFile(), "aten::from_file"),
     (Random(), "aten::randn"),
     (Strided(), "aten::as_strided"),

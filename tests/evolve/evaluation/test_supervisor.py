@@ -305,7 +305,7 @@ def test_root_inside_the_sandbox_can_do_nothing_privileged(supervisor, tmp_path)
     assert line.startswith("CALLS "), line
     results = dict(item.split("=") for item in line.split()[1:])
     assert set(results) == {"keyring", "adjtimex", "hostname", "mknod", "kmsg", "vsock",
-                            "unshare_user"}, results
+                            "unshare_user", "mincore", "fadvise", "shadow", "cgroup_procs"}, results
     assert set(results.values()) == {"refused"}, results
 
 
@@ -331,3 +331,13 @@ def test_a_first_step_longer_than_the_budget_is_charged_not_refused(supervisor):
     r = supervisor.evaluate(SLOW_FIRST_STEP)
     assert r.status is Status.OK, r.summary()
     assert r.training_seconds > supervisor.task.budget_s + 1.5, r.summary()
+
+
+@pytest.mark.parametrize("name, words", [
+    ("median_step", "after the budget"),
+    ("packed_constants", "reinterprets bits"),
+])
+def test_training_after_the_budget_in_disguise_is_invalid(supervisor, name, words):
+    r = run(supervisor, name)
+    assert r.status is Status.INVALID and r.val_bpb is None, r.summary()
+    assert words in r.reason, r.reason
