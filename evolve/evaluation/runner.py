@@ -50,7 +50,8 @@ def main() -> None:
                           config.get("nproc"))
     # Private /tmp and /dev/shm (tmpfs in this evaluation's own mount namespace): writable,
     # since they vanish with it; multiprocessing's semaphores (torch.compile's workers) need it.
-    private = sandbox.mount_private_tmp(PRIVATE_TMP_BYTES) if config.get("private_tmp") else []
+    private = sandbox.mount_private_tmp(PRIVATE_TMP_BYTES, keep=config.get("read_roots", [])) \
+        if config.get("private_tmp") else []
     if config.get("landlock"):
         err = sandbox.apply_landlock(read=config["read_roots"], write=[os.getcwd(), *private],
                                      hidden=config.get("hidden", []))

@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from evolve.evaluation import syscalls
+
 # Landlock ABI constants (include/uapi/linux/landlock.h).
 _SYS_CREATE, _SYS_ADD_RULE, _SYS_RESTRICT = 444, 445, 446      # x86_64 and aarch64 alike
 _PR_SET_NO_NEW_PRIVS = 38
@@ -186,8 +188,6 @@ def apply_landlock(read: list[str], write: list[str], hidden: list[str] = ()) ->
 def harden() -> str | None:
     """Drop every capability, then install the seccomp filter (evolve.evaluation.syscalls): the
     last step before untrusted code runs. Returns an error or None."""
-    from evolve.evaluation import syscalls
-
     return syscalls.drop_capabilities() or syscalls.apply_seccomp()
 
 
@@ -292,31 +292,38 @@ def say_missing(layers: tuple[str, ...]) -> None:
               "`sandbox` field of each result lists what was active)", file=sys.stderr)
 
 
-def mount_private_tmp(size_bytes: int) -> list[str]:
+def mount_private_tmp(size_bytes: int, keep: list[str] = ()) -> list[str]:
     """In a new mount namespace: fresh tmpfs on /tmp and /dev/shm, gone when the namespace's
     last process ends, so nothing written there outlives the evaluation. The working directory
-    (the scratch directory, which may itself live under /tmp) is bound back at its own path.
-    Returns the paths mounted (empty when not permitted)."""
+    (the scratch directory) and every path in `keep` (the project and Python directories) that
+    live under them are bound back at their own paths, so a checkout or a virtual environment
+    under /tmp still imports. Returns the paths mounted (empty when not permitted)."""
     libc = _libc()
     cwd = os.getcwd()
-    keep = os.open(".", os.O_PATH | os.O_CLOEXEC)
+    wanted = [cwd] + [os.path.realpath(p) for p in keep]
     done = []
-    try:
-        for target in ("/tmp", "/dev/shm"):
-            if not os.path.isdir(target):
-                continue
+    for target in ("/tmp", "/dev/shm"):
+        if not os.path.isdir(target):
+            continue
+        under = sorted({p for p in wanted if p.startswith(target + "/") and os.path.isdir(p)},
+                       key=len)
+        under = [p for i, p in enumerate(under)          # outermost only
+                 if not any(p.startswith(q + "/") for q in under[:i])]
+        handles = [(p, os.open(p, os.O_PATH | os.O_CLOEXEC)) for p in under]
+        try:
             opts = f"size={size_bytes},mode=1777".encode()
             if libc.mount(b"tmpfs", target.encode(), b"tmpfs", 0, opts) != 0:
                 continue
             done.append(target)
-            if cwd == target or cwd.startswith(target + "/"):
-                os.makedirs(cwd, exist_ok=True)
-                if libc.mount(f"/proc/self/fd/{keep}".encode(), cwd.encode(), None,
+            for path, fd in handles:
+                os.makedirs(path, exist_ok=True)
+                if libc.mount(f"/proc/self/fd/{fd}".encode(), path.encode(), None,
                               _MS_BIND, None) != 0:
-                    raise OSError(ctypes.get_errno(), "cannot bind the scratch directory back")
-                os.chdir(cwd)
-    finally:
-        os.close(keep)
+                    raise OSError(ctypes.get_errno(), f"cannot bind {path} back")
+        finally:
+            for _, fd in handles:
+                os.close(fd)
+    os.chdir(cwd)
     return done
 
 
