@@ -35,7 +35,7 @@ from evolve.evaluation import syscalls
 # Landlock ABI constants (include/uapi/linux/landlock.h).
 _SYS_CREATE, _SYS_ADD_RULE, _SYS_RESTRICT = 444, 445, 446      # x86_64 and aarch64 alike
 _PR_SET_NO_NEW_PRIVS = 38
-_MS_BIND = 4096
+_MS_RDONLY, _MS_REMOUNT, _MS_BIND, _MS_REC = 1, 32, 4096, 16384
 _FS_EXECUTE, _FS_WRITE_FILE, _FS_READ_FILE, _FS_READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
 _FS_ALL_V1 = (1 << 13) - 1          # execute .. make_sym
 _FS_REFER, _FS_TRUNCATE, _FS_IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15
@@ -300,28 +300,36 @@ def mount_private_tmp(size_bytes: int, keep: list[str] = ()) -> list[str]:
     under /tmp still imports. Returns the paths mounted (empty when not permitted)."""
     libc = _libc()
     cwd = os.getcwd()
-    wanted = [cwd] + [os.path.realpath(p) for p in keep]
     done = []
     for target in ("/tmp", "/dev/shm"):
         if not os.path.isdir(target):
             continue
-        under = sorted({p for p in wanted if p.startswith(target + "/") and os.path.isdir(p)},
-                       key=len)
+        under = sorted({os.path.realpath(p) for p in keep
+                        if os.path.realpath(p).startswith(target + "/") and os.path.isdir(p)}, key=len)
         under = [p for i, p in enumerate(under)          # outermost only
                  if not any(p.startswith(q + "/") for q in under[:i])]
-        handles = [(p, os.open(p, os.O_PATH | os.O_CLOEXEC)) for p in under]
+        # Read roots come back read-only (the kernel refuses writes whatever landlock grants
+        # on the tmpfs above them); the scratch directory comes back writable, last.
+        binds = [(p, True) for p in under]
+        if cwd.startswith(target + "/"):
+            binds.append((cwd, False))
+        handles = [(p, ro, os.open(p, os.O_PATH | os.O_CLOEXEC)) for p, ro in binds]
         try:
             opts = f"size={size_bytes},mode=1777".encode()
             if libc.mount(b"tmpfs", target.encode(), b"tmpfs", 0, opts) != 0:
                 continue
             done.append(target)
-            for path, fd in handles:
+            for path, ro, fd in handles:
                 os.makedirs(path, exist_ok=True)
-                if libc.mount(f"/proc/self/fd/{fd}".encode(), path.encode(), None,
-                              _MS_BIND, None) != 0:
+                ok = libc.mount(f"/proc/self/fd/{fd}".encode(), path.encode(), None,
+                                _MS_BIND | _MS_REC, None) == 0
+                if ok and ro:
+                    ok = libc.mount(None, path.encode(), None,
+                                    _MS_BIND | _MS_REMOUNT | _MS_RDONLY, None) == 0
+                if not ok:
                     raise OSError(ctypes.get_errno(), f"cannot bind {path} back")
         finally:
-            for _, fd in handles:
+            for _, _, fd in handles:
                 os.close(fd)
     os.chdir(cwd)
     return done
@@ -363,6 +371,30 @@ class MemoryCgroup:
                     pass
             return cls(path, v2)
         return None
+
+    @classmethod
+    def sweep(cls, alive) -> int:
+        """Remove cgroups left by supervisors that died (their pid, in the name, is gone)."""
+        import re
+
+        removed = 0
+        for root in (cls.V2, cls.V1):
+            try:
+                names = [p for p in root.iterdir() if p.name.startswith("autoevolve-")]
+            except OSError:
+                continue
+            for path in names:
+                m = re.match(r"autoevolve-(?:eval-)?(\d+)-", path.name)
+                if m and not alive(int(m.group(1))):
+                    cg = cls(path, root == cls.V2)
+                    for pid in _read(path / "cgroup.procs").split():
+                        try:
+                            os.kill(int(pid), signal.SIGKILL)
+                        except (OSError, ValueError):
+                            pass
+                    cg.remove()
+                    removed += not path.exists()
+        return removed
 
     def enter(self) -> None:
         """Move the calling process into the cgroup (from preexec_fn: before exec)."""

@@ -306,6 +306,7 @@ class Supervisor:
         # address space than it uses, so there only the memory cgroup bounds the tree.
         use_as = task.device == "cpu" if address_limit is None else address_limit
         self.memory_limit = memory_limit_bytes if use_as else None
+        sandbox.MemoryCgroup.sweep(_pid_alive)
         probe = sandbox.MemoryCgroup.create(f"autoevolve-{os.getpid()}-probe", memory_limit_bytes)
         self.cgroups = probe is not None
         if probe is not None:

@@ -95,7 +95,7 @@ def test_memory_bomb_without_an_address_limit_is_stopped_by_the_memory_cgroup(pr
         pytest.skip("no writable memory cgroup here")
     r = sup.evaluate((ADVERSARIAL / "membomb.py").read_text())
     assert r.status is Status.OOM and "host memory limit" in r.reason, r.summary()
-    assert not list(Path("/sys/fs/cgroup/memory").glob("autoevolve-eval-*"))
+    assert not list(Path("/sys/fs/cgroup/memory").glob(f"autoevolve-eval-{os.getpid()}-*"))
 
 
 def test_not_python_and_no_harness_are_refused_before_running(supervisor):
