@@ -91,7 +91,7 @@ class SparsePeek(torch.nn.Module):
         return self.table[torch.where(self.where, nxt, x)]
 
 
-@pytest.mark.parametrize("trial", range(4))
+@pytest.mark.parametrize("trial", range(3))
 def test_lookahead_at_two_percent_of_positions_is_a_cheat_at_any_offset(tmp_path, trial):
     rng = np.random.default_rng(trial)
     seq, batch = 100, 4                                  # 2 % of positions = 2 of 100
