@@ -1,0 +1,130 @@
+"""The feeder: the supervisor's end of the channel while one genome trains.
+
+A thread per evaluation that serves training batches from the supervisor's packer, starts the
+budget clock at the first batch, stops serving when the budget is spent or the genome says it
+submitted, counts the tokens it hands out, records what the harness reports (losses, device
+memory, a non-finite loss) and receives the weights snapshot that harness.submit sends first,
+timing its arrival. The overtime rule (how late the weights may come) lives here beside the
+data it needs; the supervisor applies it. Everything the genome sends is a claim except the
+times, which are this thread's own clock. It decides no status.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import threading
+import time
+
+from evolve.data.loader import BestFitPacker
+from evolve.evaluation import channel
+from evolve.evaluation.task import Task
+
+FILE_LIMIT = 4 * 2 ** 30             # largest single file (RLIMIT_FSIZE); also the weights' cap
+FIRST_STEP_ROWS = 256                # rows in the first batches whose overrun is charged
+
+
+class Feeder(threading.Thread):
+    """Serves batches to the genome and records what the harness reports."""
+
+    def __init__(self, sock: socket.socket, packer: BestFitPacker, task: Task):
+        super().__init__(daemon=True)
+        self.sock, self.packer, self.task = sock, packer, task
+        self.lock = threading.Lock()
+        self.t0: float | None = None          # monotonic start of the training clock
+        self.tokens = 0                       # target tokens handed out (rows x SEQ_LEN)
+        self.submitted: float | None = None
+        self.diverged: float | None = None    # the non-finite loss the harness reported
+        self.device_mem_mb: float | None = None
+        self.losses: list[tuple[int, float]] = []
+        self.served: list[float] = []         # monotonic times at which batches were handed out
+        self.weights: tuple[bytes, bytes] | None = None   # (JSON header, tensor data)
+        self.weights_at: float | None = None  # when the last byte of the weights arrived
+        self.weights_problem: str | None = None
+
+    def start_clock(self, at: float) -> float:
+        with self.lock:
+            if self.t0 is None:
+                self.t0 = at
+            return self.t0
+
+    def run(self) -> None:
+        T = self.task.seq_len
+        try:
+            while True:
+                msg = channel.read_message(self.sock)
+                if msg is None:
+                    return
+                tag, fields = msg
+                now = time.monotonic()
+                if tag == b"B":
+                    rows = fields[0]
+                    t0 = self.start_clock(now)
+                    if not 1 <= rows <= channel.MAX_ROWS:
+                        self.sock.sendall(channel.REPLY.pack(b"X", 0, 0, 0.0))
+                    elif self.submitted is not None or now >= t0 + self.task.budget_s:
+                        # After the budget, or after the genome said it submitted (which ends
+                        # its training clock), no more data: tokens/s cannot be inflated.
+                        self.sock.sendall(channel.REPLY.pack(b"E", 0, 0, t0))
+                    else:
+                        batch = self.packer.rows(rows)
+                        self.tokens += rows * T
+                        if len(self.served) < 1_000_000:
+                            self.served.append(now)
+                        self.sock.sendall(channel.REPLY.pack(b"D", rows, T + 1, t0) + batch.tobytes())
+                elif tag == b"L" and len(self.losses) < 2000:
+                    step, loss = fields
+                    if math.isfinite(loss):
+                        self.losses.append((int(step), float(loss)))
+                elif tag == b"M":
+                    ok = math.isfinite(fields[0]) and fields[0] >= 0
+                    self.device_mem_mb = fields[0] if ok else None
+                elif tag == b"S" and self.submitted is None:
+                    self.submitted = now
+                elif tag == b"W":
+                    if not self._read_weights(*fields):
+                        return
+                elif tag == b"N":
+                    self.diverged = fields[0]
+        except OSError:
+            return                            # the child died or closed its end
+
+
+    def _read_weights(self, head_len: int, data_len: int) -> bool:
+        """Receive the weights snapshot; False when the stream must stop (refused or closed)."""
+        if self.weights is not None:
+            self.weights_problem = "the weights were sent twice"
+            return False
+        if head_len > channel.MAX_WEIGHTS_HEADER or data_len > FILE_LIMIT:
+            self.weights_problem = f"weights of {data_len >> 20} MiB are over the limit"
+            return False
+        head = channel.recv_exact(self.sock, head_len) if head_len else bytearray()
+        data = channel.recv_exact(self.sock, data_len) if data_len else bytearray()
+        if head is None or data is None:
+            self.weights_problem = "the weights were cut off"
+            return False
+        # An empty header still means "these are all the weights": the model process then
+        # checks the program against an empty snapshot (never skips the check).
+        self.weights = (bytes(head) or b"[]", bytes(data))
+        self.weights_at = time.monotonic()
+        return True
+
+    def first_step_only(self) -> bool:
+        """Only a few small batches were served (at most 4, and FIRST_STEP_ROWS rows in all):
+        the budget ended while the first steps ran, so no typical step time is known; their
+        overrun is charged rather than refused (too little data to be worth training longer)."""
+        return len(self.served) <= 4 and self.tokens <= FIRST_STEP_ROWS * self.task.seq_len
+
+    def overtime_allowance(self, weight_bytes: int) -> float:
+        """Seconds after the budget within which the weights must arrive: 1 % of the budget,
+        one typical step (a step in flight when the budget ends is finished, as autoresearch
+        does), the copy of the weights at 1 GB/s, and 0.5 s of scheduling slack.
+
+        The genome decides when it asks for batches, so "one typical step" is the median gap
+        between batches (the last one left out), needs three gaps, and is capped at 2 % of the
+        budget (at least 1 s): an adversary made one 9.6 s gap its median and trained 9 s past
+        the budget."""
+        gaps = sorted(b - a for a, b in zip(self.served[:-1], self.served[1:-1]))
+        cap = max(0.02 * self.task.budget_s, 1.0)     # 1 s: short budgets on a busy machine
+        step = min(gaps[len(gaps) // 2], cap) if len(gaps) >= 3 else 0.0
+        return 0.01 * self.task.budget_s + step + weight_bytes / 1e9 + 0.5
