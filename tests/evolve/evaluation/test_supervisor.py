@@ -341,3 +341,27 @@ def test_training_after_the_budget_in_disguise_is_invalid(supervisor, name, word
     r = run(supervisor, name)
     assert r.status is Status.INVALID and r.val_bpb is None, r.summary()
     assert words in r.reason, r.reason
+
+
+SWAPPED_WEIGHTS = """
+import torch
+from evolve import harness
+
+V = harness.VOCAB_SIZE
+model = torch.nn.Embedding(V, V)
+with torch.no_grad():
+    model.weight.zero_()                        # uniform logits: what the snapshot carries
+for _ in harness.train_batches(8):
+    break
+harness._send_weights(model)
+with torch.no_grad():
+    model.weight.copy_(torch.randn(V, V) * 20)  # what the exported program would hold
+harness._send_weights = lambda m: None
+harness.submit(model)
+"""
+
+
+def test_the_scored_weights_are_the_snapshot_not_the_exported_ones(supervisor):
+    r = supervisor.evaluate(SWAPPED_WEIGHTS)
+    assert r.status is Status.OK, r.summary()
+    assert r.val_bpb == pytest.approx(uniform_bpb(supervisor), rel=1e-4), r.summary()

@@ -13,6 +13,7 @@ import pytest
 
 from evolve.search.archive import Archive
 from evolve.inspect.run import load_run
+from tests.evolve.inspect.conftest import copy_run
 from tests.conftest import REPO, TINY, small_task
 
 
@@ -37,10 +38,6 @@ def run_dir(small_run):
     return small_run.dir
 
 
-def copy_run(run_dir, tmp_path):
-    dst = tmp_path / "run"
-    shutil.copytree(run_dir, dst)
-    return dst
 
 
 def test_show_lists_only_the_front(run_dir):
