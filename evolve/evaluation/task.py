@@ -47,7 +47,8 @@ class Task:
     budget_s: float          # training wall clock, counted from the first training batch
     eval_tokens: int         # target tokens scored; a multiple of seq_len
     eval_batch_size: int     # rows per scorer forward pass, also the export shape
-    startup_s: float         # allowance before the first batch; the clock starts anyway after it
+    startup_s: float         # upper bound before the first batch; the supervisor uses the
+                             # measured torch import time when shorter, then starts the clock
     submit_s: float          # allowance after the budget for harness.submit (export)
     score_s: float           # wall-clock limit of the scoring process
     dataset: str = "stdlib"  # corpus the data was prepared from (see evolve.data.sources)
