@@ -2,14 +2,16 @@
 
 - seeds/cpu.py must learn something real on the CPU task: a finite val_bpb clearly below an
   untrained (uniform) model's.
-- The GPU seeds (baseline.py and its variants) run a smoke path on CPU: their size constants are
-  shrunk by rewriting those lines, then they train for a few seconds, export and score. On a
-  machine with CUDA, the `gpu`-marked test evaluates baseline.py for real.
+- The GPU seed baseline.py runs a smoke path on CPU: its size constants are shrunk by rewriting
+  those lines, then it trains for a few seconds, exports and scores. Its variants differ from it
+  only in constants (checked on the syntax tree), so that run covers their code. On a machine
+  with CUDA, the `gpu`-marked test evaluates baseline.py for real.
 - Every seed passes the contract check.
 """
 
 from __future__ import annotations
 
+import ast
 import math
 import re
 from pathlib import Path
@@ -60,14 +62,45 @@ def test_cpu_seed_learns(prepared):
     assert r.losses and r.losses[-1][1] < r.losses[0][1]
 
 
-@pytest.mark.parametrize("path", GPU_SEEDS, ids=lambda p: p.name)
-def test_gpu_seed_smoke_on_cpu(prepared, path):
+def test_gpu_seed_smoke_on_cpu(prepared):
     from evolve.evaluation.supervisor import Supervisor
 
     sup = Supervisor(small_task(budget_s=3.0), prepared)
-    r = sup.evaluate(shrink(path.read_text()))
+    r = sup.evaluate(shrink((SEEDS / "baseline.py").read_text()))
     assert r.status is Status.OK, r.summary()
     assert math.isfinite(r.val_bpb) and r.num_params > 0
+
+
+def _code_and_constants(source: str):
+    """The module's statements with the docstring and the top-level UPPER_CASE constants taken
+    out (as ast dumps), and those constants' values."""
+    body = ast.parse(source).body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]
+    code, constants = [], {}
+    for node in body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name) and node.targets[0].id.isupper()
+                and isinstance(node.value, (ast.Constant, ast.BinOp, ast.Tuple, ast.UnaryOp))):
+            constants[node.targets[0].id] = ast.unparse(node.value)
+        else:
+            code.append(ast.dump(node))
+    return code, constants
+
+
+@pytest.mark.parametrize("path", [p for p in GPU_SEEDS if p.name != "baseline.py"],
+                         ids=lambda p: p.name)
+def test_gpu_variants_are_baseline_with_other_constants(path):
+    """The variants change only constants of baseline.py, so the smoke run of baseline.py above
+    runs their code; each changed constant is still a number the seed can compute with."""
+    base_code, base_constants = _code_and_constants((SEEDS / "baseline.py").read_text())
+    code, constants = _code_and_constants(path.read_text())
+    assert code == base_code, f"{path.name} changes code, not only constants: smoke it on its own"
+    assert constants.keys() == base_constants.keys()
+    changed = {k for k in constants if constants[k] != base_constants[k]}
+    assert changed, f"{path.name} is baseline.py itself"
+    for k in changed:
+        assert isinstance(eval(constants[k], {}), (int, float, str, tuple)), k
 
 
 @pytest.mark.gpu
