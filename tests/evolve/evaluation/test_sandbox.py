@@ -66,3 +66,32 @@ def test_without_privileges_the_layers_that_remain_are_listed_and_it_still_score
 def test_as_root_every_namespace_is_used():
     prefix, layers = sandbox.namespaces()
     assert set(layers) >= {"pidns", "mountns", "ipcns", "netns"}, layers
+
+
+def test_import_seconds_is_measured_once_and_cached(tmp_path):
+    cache = tmp_path / "import_seconds.json"
+    prefix = ("env",)                               # a prefix of its own: its own cache entry
+    seconds = sandbox.import_seconds(prefix, "cpu", cache)
+    assert 0 < seconds < 60
+    (entry,) = json.loads(cache.read_text()).items()
+    assert entry[1] == seconds and "import torch" in entry[0]
+    cache.write_text(json.dumps({entry[0]: 123.0}))   # a cached figure is used as it is
+    assert sandbox.import_seconds(prefix, "cpu", cache) == 123.0
+    cache.write_text("not json")                    # a damaged cache is measured again; a
+    assert sandbox.import_seconds(("false",), "cpu", cache) == 10.0   # prefix that fails: 10 s
+    assert list(json.loads(cache.read_text()).values()) == [10.0]
+
+
+def test_cgroups_of_dead_supervisors_are_swept():
+    dead = sandbox.MemoryCgroup.create(f"autoevolve-eval-999999999-{os.getpid()}", 2 ** 30)
+    if dead is None:
+        pytest.skip("no writable memory cgroup here")
+    alive = sandbox.MemoryCgroup.create(f"autoevolve-eval-{os.getpid()}-sweep", 2 ** 30)
+    try:
+        removed = sandbox.MemoryCgroup.sweep(lambda pid: pid == os.getpid())
+        assert removed >= 1 and not dead.path.exists()
+        assert alive.path.exists()                  # a live supervisor's cgroup is kept
+    finally:
+        for cg in (dead, alive):
+            if cg is not None and cg.path.exists():
+                cg.remove()
