@@ -2,8 +2,9 @@
 
 Everything the supervisor learns about a genome ends up here, and only here: the engine, the
 archive and the CLI read this record and never look at what the genome printed. The numeric
-fields are filled by trusted code (the supervisor's clock and the scorer); a field is None when
-it could not be measured. `make_result` is the one constructor that enforces the invariants:
+fields are filled by trusted code (the supervisor's clock and the scorer), except
+device_memory_mb, which the genome's harness reports and nothing decides on; a field is None
+when it could not be measured. `make_result` is the one constructor that enforces the invariants:
 
 - a score (val_bpb) is present only when the status is OK, and it is finite and positive;
 - every numeric field is finite or None (never NaN or Inf, so nothing impossible reaches a
@@ -39,15 +40,21 @@ class EvalResult:
     status: Status
     reason: str = ""                         # one line; empty when OK
     val_bpb: float | None = None             # bits per byte on the fixed eval set; OK only
-    tokens_per_sec: float | None = None      # tokens the harness handed out / training_seconds
+    tokens_per_sec: float | None = None      # training throughput used by selection: tokens
+                                             # handed out / training_seconds, at most
+                                             # model_tokens_per_sec (None when not measured)
     training_seconds: float | None = None    # supervisor clock: first batch -> budget end/exit
     total_seconds: float | None = None       # supervisor clock: spawn -> scored
     startup_seconds: float | None = None     # spawn -> first training batch
     scoring_seconds: float | None = None     # scorer process wall clock
-    peak_memory_mb: float | None = None      # host RSS (cpu) or device memory (cuda), MiB
+    peak_memory_mb: float | None = None      # host memory of the genome's tree, MiB (trusted)
     num_params: int | None = None            # counted by the scorer in the exported program
     mfu: float | None = None                 # model FLOPs utilisation, 0..1, GPUs with a known peak
     tokens: int | None = None                # training tokens handed out by the harness
+    model_tokens_per_sec: float | None = None  # the scorer's timing of the submitted model's
+                                             # forward + backward at the eval shape
+    device_memory_mb: float | None = None    # peak CUDA memory the genome's harness reported:
+                                             # a claim, shown, never used by selection
     exit_code: int | None = None             # the genome process's exit code
     signal: str | None = None                # e.g. "SIGSEGV" when the genome died of a signal
     stderr_tail: str = ""                    # last lines of the genome's stderr when not OK
@@ -78,7 +85,8 @@ class EvalResult:
         """autoresearch-style `key: value` lines, greppable by humans and scripts."""
         keys = ["status", "val_bpb", "tokens_per_sec", "training_seconds", "total_seconds",
                 "startup_seconds", "scoring_seconds", "peak_memory_mb", "num_params", "mfu",
-                "tokens", "device", "sandbox", "fingerprint"]
+                "tokens", "model_tokens_per_sec", "device_memory_mb", "device", "sandbox",
+                "fingerprint"]
         if not self.ok:
             keys += ["reason", "exit_code", "signal"]
         lines = []
@@ -98,7 +106,8 @@ class EvalResult:
 
 
 _FLOAT_FIELDS = ("val_bpb", "tokens_per_sec", "training_seconds", "total_seconds",
-                 "startup_seconds", "scoring_seconds", "peak_memory_mb", "mfu")
+                 "startup_seconds", "scoring_seconds", "peak_memory_mb", "mfu",
+                 "model_tokens_per_sec", "device_memory_mb")
 
 
 def finite_or_none(x: Any) -> float | None:

@@ -182,6 +182,23 @@ class ModelProcess:
                              offset=slot * self.slot_bytes)
         return t.view(dtype).view(r, c, v), model_host.DTYPES[code]
 
+    def timed_pass(self, x, backward: bool) -> tuple[float, bool]:
+        """Seconds, on this process's clock, for the model process to run one forward (and
+        with `backward`, forward + backward) pass of input tokens x (uint16 numpy [rows, T]);
+        and whether some parameter got no gradient."""
+        import numpy as np
+
+        rows, cols = x.shape
+        payload = np.ascontiguousarray(x, dtype="<u2").tobytes()
+        self._timeout()
+        t = time.perf_counter()
+        self.sock.sendall(model_host.REQUEST.pack(b"G", rows, cols, int(backward)) + payload)
+        tag, cut, r, c, _ = self._reply()
+        elapsed = time.perf_counter() - t
+        if tag != b"D" or (r, c) != (rows, cols):
+            raise ModelFailure("crash", "the model process broke the protocol")
+        return elapsed, bool(cut)
+
     def close(self) -> None:
         from evolve.evaluation import sandbox
 
@@ -207,6 +224,33 @@ class ModelProcess:
             pass                      # a tensor still views it; freed with the process
         os.close(self.memfd)
         self.sock = None
+
+
+# The training speed of the submitted model, measured here (see model_tokens_per_sec).
+BACKWARD_FLOOR = 1.5     # forward passes a training pass costs at least (honest: ~2-3)
+CUT_BACKWARD_COST = 3.0  # forward passes charged when the graph cuts a parameter's gradient
+
+
+def model_tokens_per_sec(host: ModelProcess, x) -> float:
+    """Tokens per second at which the submitted model can train at the eval shape: rows x T
+    tokens over the faster of two forward + backward passes of a cross-entropy loss (the first
+    also warms autograd up; noise on a busy machine only ever adds time), timed by this process
+    around the model process's work. The genome has no part in it: its process tree is dead.
+    Three passes in all: about 2 s for seeds/cpu.py at the CPU task's eval shape.
+
+    It bounds the genome's recorded throughput (the supervisor keeps the smaller of this and
+    the tokens the harness handed out per training second), so asking for batches and
+    throwing them away cannot raise it. A graph exported with its gradients cut (detach, a
+    no-grad region, a parameter reached only through a zero) would make backward nearly
+    free: when a parameter gets no gradient or an all-zero one, a pass is charged
+    CUT_BACKWARD_COST forward passes (the usual estimate of training's cost), and never less
+    than BACKWARD_FLOOR of them (a backward pass costs about two forward ones)."""
+    first, cut_first = host.timed_pass(x, backward=True)
+    forward, _ = host.timed_pass(x, backward=False)
+    second, cut_second = host.timed_pass(x, backward=True)
+    cost = CUT_BACKWARD_COST if cut_first or cut_second else BACKWARD_FLOOR
+    step = max(min(first, second), cost * forward)
+    return x.shape[0] * x.shape[1] / step
 
 
 def device_is_cpu(job: dict) -> bool:
@@ -298,6 +342,14 @@ def score(job: dict, host: "ModelProcess | None" = None) -> dict:
         reason = probes.verdict("state", change, tol)
         if reason:
             return {"status": "invalid", "num_params": num_params, "reason": reason}
+        t_speed = time.monotonic()
+        try:
+            speed, speed_problem = model_tokens_per_sec(host, x_all[:B]), None
+        except ModelFailure as f:
+            if f.status == "timeout":
+                raise
+            speed, speed_problem = None, f.reason
+        speed_seconds = time.monotonic() - t_speed
     except ModelFailure as f:
         return {"status": f.status, "reason": f.reason, "num_params": num_params}
     finally:
@@ -307,7 +359,10 @@ def score(job: dict, host: "ModelProcess | None" = None) -> dict:
     bpb = nats / (math.log(2) * nbytes)
     out = {"status": "ok", "val_bpb": bpb, "num_params": num_params, "eval_bytes": nbytes,
            "probe_max_change": worst, "probe_rows": sum(len(r.rows) for r in plan if r.kind == "causal"),
+           "model_tokens_per_sec": speed, "speed_seconds": speed_seconds,
            "scoring_seconds": time.monotonic() - t_start}
+    if speed_problem:
+        out["speed_problem"] = speed_problem
     if device.startswith("cuda"):
         out["device_name"] = torch.cuda.get_device_name()
     if not math.isfinite(bpb):

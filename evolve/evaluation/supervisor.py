@@ -47,7 +47,7 @@ from evolve.data.loader import BestFitPacker, document_bounds, eval_rows
 from evolve.data.prepare import PreparedData
 from evolve.data.sources import stdlib_hidden_paths
 from evolve.evaluation.feeder import FILE_LIMIT, Feeder
-from evolve.evaluation.result import EvalResult, Status, make_result
+from evolve.evaluation.result import EvalResult, Status, finite_or_none, make_result
 from evolve.evaluation.task import Task, home_dir
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]     # holds evolve/ and kernels/
@@ -454,13 +454,15 @@ class Supervisor:
                     except ValueError:
                         pass
         # Host memory of the whole tree from its cgroup where there is one (trusted), else the
-        # child's rusage; on CUDA the device peak the harness reports (a claim, shown only).
+        # child's rusage. The CUDA peak comes from the harness inside the genome: a claim, kept
+        # in its own field that nothing decides on.
         host_peak = tree_peak / 2 ** 20 if tree_peak else (
             rusage.ru_maxrss / 1024 if rusage is not None else None)
-        peak = feeder.device_mem_mb if task.device != "cpu" else host_peak
+        claimed = feeder.device_mem_mb if task.device != "cpu" else None
         measured = dict(training_seconds=training_s, tokens_per_sec=tps, tokens=feeder.tokens,
                         startup_seconds=(t0 - t_spawn) if t0 is not None else None,
-                        peak_memory_mb=peak, exit_code=exit_code, signal=sig,
+                        peak_memory_mb=host_peak, device_memory_mb=claimed,
+                        exit_code=exit_code, signal=sig,
                         losses=tuple(feeder.losses), **common)
 
         def done(status, reason, **more):
@@ -506,16 +508,18 @@ class Supervisor:
         if t0 is not None:
             late = feeder.weights_at - (t0 + task.budget_s)
             allowed = feeder.overtime_allowance(len(feeder.weights[1]))
-            if late > allowed and feeder.first_step_only():
-                # The budget ended inside the genome's first few steps (a cold start on a short
-                # budget, a busy machine): that step may finish, and its time is charged.
-                charged = measured["training_seconds"] + late
-                measured.update(training_seconds=charged,
-                                tokens_per_sec=feeder.tokens / charged if feeder.tokens else None)
-            elif late > allowed:
+            if late > allowed and not feeder.first_step_only():
                 return done(Status.INVALID, f"the weights arrived {late:.1f} s after the budget "
                             f"ended (allowed {allowed:.1f} s): training after the budget does "
                             "not count; call harness.submit(model) when train_batches ends")
+            if late > 0:
+                # Whatever ran between the end of the budget and the weights' arrival (the step
+                # in flight, or, beyond the allowance, a first step that outlasted a short
+                # budget on a busy machine) may have trained: it is charged as training time,
+                # so the record shows it and tokens/s is over the time really spent.
+                charged = measured["training_seconds"] + late
+                measured.update(training_seconds=charged,
+                                tokens_per_sec=feeder.tokens / charged if feeder.tokens else None)
         # The private directory is made only now, after the genome's tree is dead, so nothing
         # the genome did can be waiting in it.
         jobdir = Path(tempfile.mkdtemp(prefix=f"score-{os.getpid()}-", dir=self.scratch_root))
@@ -546,7 +550,17 @@ class Supervisor:
     def _finish(self, done, out, extra) -> EvalResult:
         name = out.get("device_name") or ""
         peak = next((v for k, v in PEAK_FLOPS.items() if k in name), None)
-        result = done(Status.OK, "", val_bpb=out.get("val_bpb"), **extra)
+        # Throughput: the tokens the harness handed out per training second are the genome's
+        # doing (it may ask for batches and throw them away), so the recorded figure is at most
+        # the rate at which the scorer timed the submitted model training at the eval shape.
+        # Unmeasured means unrecorded (selection counts it as zero), never the claim alone.
+        model_tps = finite_or_none(out.get("model_tokens_per_sec"))
+        result = done(Status.OK, "" if model_tps else "throughput not measured: "
+                      + str(out.get("speed_problem") or "the scorer gave no timing"),
+                      val_bpb=out.get("val_bpb"), model_tokens_per_sec=model_tps, **extra)
+        handed = result.tokens_per_sec
+        result = dataclasses.replace(
+            result, tokens_per_sec=min(handed, model_tps) if handed and model_tps else None)
         if peak and result.tokens_per_sec and result.num_params:
             # 6 N FLOPs per token (forward + backward), attention excluded: an approximation.
             result = dataclasses.replace(

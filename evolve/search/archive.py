@@ -36,7 +36,16 @@ FILENAME = "archive.sqlite"
 _EVAL_COLUMNS = ("status", "reason", "val_bpb", "tokens_per_sec", "training_seconds",
                  "total_seconds", "startup_seconds", "scoring_seconds", "peak_memory_mb",
                  "num_params", "mfu", "tokens", "exit_code", "signal", "stderr_tail", "losses",
-                 "device", "sandbox", "fingerprint")
+                 "device", "sandbox", "fingerprint", "model_tokens_per_sec", "device_memory_mb")
+_REAL_COLUMNS = ("val_bpb", "tokens_per_sec", "training_seconds", "total_seconds",
+                 "startup_seconds", "scoring_seconds", "peak_memory_mb", "mfu",
+                 "model_tokens_per_sec", "device_memory_mb")
+
+
+def _column_type(name: str) -> str:
+    return "REAL" if name in _REAL_COLUMNS else \
+        "INTEGER" if name in ("num_params", "tokens", "exit_code") else "TEXT"
+
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -48,10 +57,7 @@ CREATE TABLE IF NOT EXISTS evals (
     eval_id INTEGER PRIMARY KEY AUTOINCREMENT, genome_id TEXT NOT NULL REFERENCES genomes,
     kind TEXT NOT NULL, generation INTEGER NOT NULL, worker TEXT NOT NULL,
     started_at REAL NOT NULL, finished_at REAL NOT NULL,
-    {", ".join(c + (" REAL" if c in ("val_bpb", "tokens_per_sec", "training_seconds",
-       "total_seconds", "startup_seconds", "scoring_seconds", "peak_memory_mb", "mfu")
-       else " INTEGER" if c in ("num_params", "tokens", "exit_code") else " TEXT")
-       for c in _EVAL_COLUMNS)});
+    {", ".join(c + " " + _column_type(c) for c in _EVAL_COLUMNS)});
 CREATE INDEX IF NOT EXISTS evals_genome ON evals (genome_id);
 CREATE TABLE IF NOT EXISTS llm_calls (
     call_id INTEGER PRIMARY KEY AUTOINCREMENT, generation INTEGER NOT NULL,
@@ -106,6 +112,11 @@ class Archive:
             raise ArchiveError(f"{path} is an archive of another format ({fmt and fmt[0]})")
         if not readonly:
             conn.executescript(SCHEMA)        # adds tables that newer versions introduced
+            have = {r[1] for r in conn.execute("PRAGMA table_info(evals)")}
+            with conn:                        # and columns: older rows read them as NULL
+                for c in _EVAL_COLUMNS:
+                    if c not in have:
+                        conn.execute(f"ALTER TABLE evals ADD COLUMN {c} {_column_type(c)}")
         return cls(path, conn)
 
     def has_table(self, name: str) -> bool:

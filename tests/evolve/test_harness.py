@@ -60,7 +60,8 @@ def test_batches_come_from_train_only_and_stop_at_the_budget(disjoint_data):
     assert report[1] == 1.0                          # BOS first, int64, shapes, shift by one
     assert report[2] >= 1 and r.tokens == report[2] * 4 * sup.task.seq_len
     assert report[3] == 1.0                          # the loop ended because the budget did
-    assert r.training_seconds == pytest.approx(1.5, abs=0.3)
+    # the budget, plus the time from its end to the weights' arrival (charged as training)
+    assert 1.4 <= r.training_seconds <= 1.5 + 0.6
 
 
 def test_bad_batch_size_is_the_genomes_error(disjoint_data):

@@ -112,3 +112,51 @@ def test_causal_model_passes_every_probe_exactly(tmp_path):
     out = score(job(tmp_path, Fixed(3.0), rows, np.ones(V)))
     assert out["status"] == "ok" and out["probe_max_change"] == 0.0, out
     assert out["probe_rows"] >= 240
+
+
+class _Host:
+    """Stands in for ModelProcess.timed_pass: scripted (seconds, cut) per pass."""
+
+    def __init__(self, forward: float, both: float, cut: bool = False):
+        self.forward, self.both, self.cut, self.calls = forward, both, cut, []
+
+    def timed_pass(self, x, backward):
+        self.calls.append(backward)
+        return (self.both if backward else self.forward), self.cut and backward
+
+
+@pytest.mark.parametrize("forward,both,cut,step", [
+    (0.010, 0.030, False, 0.030),     # honest: backward ~2 forwards, timed as it is
+    (0.010, 0.011, False, 0.015),     # backward nearly free: at least 1.5 forward passes
+    (0.010, 0.012, True, 0.030),      # a parameter got no gradient: 3 forward passes
+    (0.010, 0.040, True, 0.040),      # ...unless the pass really took longer
+])
+def test_model_speed_rule(forward, both, cut, step):
+    from evolve.evaluation.scorer import model_tokens_per_sec
+
+    host = _Host(forward, both, cut)
+    x = np.zeros((4, 32), dtype=np.uint16)
+    assert model_tokens_per_sec(host, x) == pytest.approx(4 * 32 / step)
+    assert host.calls == [True, False, True]
+
+
+class _Bigram(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(V, V)
+
+    def forward(self, x):
+        return self.emb(x)
+
+
+def test_scorer_times_the_model_it_scored(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = rng.integers(1, V, size=(2 * B, T + 1))
+    out = score(job(tmp_path, _Bigram(), rows, np.ones(V)))
+    assert out["status"] == "ok", out
+    assert out["model_tokens_per_sec"] > 0 and "speed_problem" not in out
+    # A model with no parameters trains at no speed anyone can time: unmeasured, with a reason.
+    (tmp_path / "fixed").mkdir()
+    out = score(job(tmp_path / "fixed", Fixed(2.0), rows, np.ones(V)))
+    assert out["status"] == "ok" and out["model_tokens_per_sec"] is None
+    assert "does not depend on its parameters" in out["speed_problem"]
