@@ -192,17 +192,19 @@ def cmd_run(args) -> int:
             return _fail(err)
         try:
             config = EngineConfig(
-                population=args.population or 8,
+                population=args.population if args.population is not None else 8,
                 generations=args.generations if args.generations is not None else 50,
                 strategy=args.strategy or "evolve",
                 crossover_prob=args.crossover_prob if args.crossover_prob is not None else 0.2,
                 operator_weights=_parse_weights(args.operator_weights),
-                confirm=not args.no_confirm, rng_seed=args.rng_seed or 0,
-                max_failed_generations=args.max_failed_generations or 3,
+                confirm=not args.no_confirm,
+                rng_seed=args.rng_seed if args.rng_seed is not None else 0,
+                max_failed_generations=(args.max_failed_generations
+                                        if args.max_failed_generations is not None else 3),
                 llm_share=args.llm_share if args.llm_share is not None else 0.25)
         except ValueError as e:
             return _fail(str(e))
-        problem = config.problem()
+        problem = config.problem() or _llm_flags_problem(args)
         if problem:
             return _fail(problem)
         seed_files = args.seed or default_seeds(task.device)
@@ -255,6 +257,14 @@ def cmd_run(args) -> int:
     return code
 
 
+def _llm_flags_problem(args) -> str | None:
+    if args.llm_concurrency < 1:
+        return "--llm-concurrency must be at least 1"
+    if args.max_llm_tokens is not None and args.max_llm_tokens < 1:
+        return "--max-llm-tokens must be at least 1"
+    return None
+
+
 def _proposer(args, config, log):
     """The LLM proposer, None when LLM operators are off (said once), or an error line when
     they were asked for and cannot work (unreachable endpoint, rejected key)."""
@@ -305,9 +315,44 @@ def _fail(message: str) -> int:
     return 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with errors in at most three lines: what is wrong (naming the flag), the usage
+    of the command in use, and where the full help is."""
+
+    def error(self, message: str):
+        usage = " ".join(self.format_usage().split())
+        if len(usage) > 160:
+            usage = usage[:157] + "..."
+        self.exit(2, f"error: {message}\n{usage}\nsee: {self.prog} --help\n")
+
+
+def unknown_flag(parser: argparse.ArgumentParser, argv: list[str]):
+    """(message, the parser of the command in use) for the first --flag in argv that neither the
+    main parser nor that command knows, with the nearest known one; or None. argparse itself
+    would blame the value that follows it (as an invalid COMMAND) and never name the flag."""
+    import difflib
+
+    subparsers = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    in_use = parser
+    for token in argv:
+        if token == "--":
+            break
+        if subparsers is not None and in_use is parser and token in subparsers.choices:
+            in_use = subparsers.choices[token]
+            continue
+        if token.startswith("--"):
+            known = set(in_use._option_string_actions)
+            flag = token.split("=", 1)[0]
+            if flag not in known and not any(k.startswith(flag) for k in known):
+                near = difflib.get_close_matches(flag, sorted(known), n=1)
+                return (f"unknown flag {flag}" + (f" (did you mean {near[0]}?)" if near else ""),
+                        in_use)
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m evolve",
-                                     description="Evolutionary search over train.py genomes.")
+    parser = _Parser(prog="python -m evolve",
+                     description="Evolutionary search over train.py genomes.")
     parser.add_argument("--population", type=int, default=None, help="genomes per generation (8)")
     parser.add_argument("--generations", type=int, default=None, help="generations after the initial one (50)")
     parser.add_argument("--budget", type=float, default=None, metavar="S",
@@ -341,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     llm.add_argument("--program", default=str(PACKAGE_ROOT / "program.md"),
                      help="the research agenda given to the model (program.md)")
     parser.set_defaults(func=cmd_run)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     p = sub.add_parser("prepare", help="build the tokenizer and token files for a dataset")
     _task_args(p)
     p.add_argument("--num-shards", type=int, default=10, help="climbmix training shards")
@@ -364,6 +409,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    bad = unknown_flag(parser, argv)
+    if bad:
+        bad[1].error(bad[0])
     args = parser.parse_args(argv)
     try:
         code = args.func(args)

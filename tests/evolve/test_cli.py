@@ -61,3 +61,35 @@ def test_user_errors_are_one_line(tmp_path):
     assert p.returncode == 2 and "not a readable archive" in p.stderr and "Traceback" not in p.stderr
     p = evolve("--seed", str(ADVERSARIAL / "not_python.py"), "--device", "cpu", home=tmp_path)
     assert p.returncode == 2 and "not_python.py" in p.stderr and "not valid Python" in p.stderr
+
+
+def run_main(argv, capsys):
+    """`python -m evolve ARGV` in this process: (exit code, stderr lines)."""
+    import pytest
+
+    from evolve.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    return e.value.code, capsys.readouterr().err.strip().splitlines()
+
+
+def test_a_misspelled_flag_is_named_with_the_usage_of_its_command(capsys):
+    code, err = run_main(["--populaton", "4"], capsys)
+    assert code == 2 and err[0] == "error: unknown flag --populaton (did you mean --population?)"
+    assert len(err) <= 3 and err[1].startswith("usage: python -m evolve ")
+    code, err = run_main(["eval", "--budgt", "3", "x.py"], capsys)
+    assert err[0] == "error: unknown flag --budgt (did you mean --budget?)"
+    assert len(err) <= 3 and err[1].startswith("usage: python -m evolve eval ")
+    code, err = run_main(["show", "RUN", "--budget", "3"], capsys)   # run flag on a subcommand
+    assert code == 2 and err[0] == "error: unknown flag --budget" and "evolve show" in err[1]
+
+
+def test_zero_is_a_value_not_unset(capsys, tmp_path):
+    for flag, words in (("--population", "--population must be at least 1"),
+                        ("--max-failed-generations", "--max-failed-generations must be at least 1"),
+                        ("--llm-concurrency", "--llm-concurrency must be at least 1")):
+        code, err = run_main([flag, "0", "--device", "cpu", "--run-dir", str(tmp_path / "r")],
+                             capsys)
+        assert code == 2 and err == [f"error: {words}"]
+        assert not (tmp_path / "r").exists()               # refused before anything was written
