@@ -82,13 +82,17 @@ class EvalResult:
         return make_result(**kw)
 
     def summary(self) -> str:
-        """autoresearch-style `key: value` lines, greppable by humans and scripts."""
+        """autoresearch-style `key: value` lines, greppable by humans and scripts. A scored
+        result lists every field ("-" where unmeasured); any other starts with its status and
+        reason and lists only the fields that have a value, then the tail of stderr."""
         keys = ["status", "val_bpb", "tokens_per_sec", "training_seconds", "total_seconds",
                 "startup_seconds", "scoring_seconds", "peak_memory_mb", "num_params", "mfu",
                 "tokens", "model_tokens_per_sec", "device_memory_mb", "device", "sandbox",
                 "fingerprint"]
+        if self.reason:
+            keys.insert(1, "reason")
         if not self.ok:
-            keys += ["reason", "exit_code", "signal"]
+            keys += ["exit_code", "signal"]
         lines = []
         for k in keys:
             v = getattr(self, k)
@@ -96,7 +100,9 @@ class EvalResult:
                 v = v.value
             elif isinstance(v, float):
                 v = f"{v:.6f}" if k in ("val_bpb", "mfu") else f"{v:.1f}"
-            elif v is None:
+            elif v is None or v == "":
+                if not self.ok:
+                    continue
                 v = "-"
             lines.append(f"{k}: {v}")
         if not self.ok and self.stderr_tail:

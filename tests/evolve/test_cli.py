@@ -33,7 +33,10 @@ def test_eval_summary_of_a_bad_file(prepared, autoevolve_home):
     p = evolve("eval", str(ADVERSARIAL / "not_python.py"), "--device", "cpu", "--vocab-size",
                "512", home=autoevolve_home)
     assert p.returncode == 1
-    assert "status: invalid" in p.stdout and "reason: not valid Python" in p.stdout
+    lines = p.stdout.strip().splitlines()
+    # the reason right under the status; no rows of unmeasured "-" fields
+    assert lines[0] == "status: invalid" and lines[1].startswith("reason: not valid Python")
+    assert not any(line.endswith(": -") for line in lines), lines
     assert "Traceback" not in p.stderr
 
 
