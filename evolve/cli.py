@@ -167,7 +167,7 @@ def cmd_run(args) -> int:
     from evolve.data.prepare import PreparedData, ensure_prepared
     from evolve.evaluation.supervisor import Supervisor
     from evolve.evaluation.task import Task
-    from evolve.search.workers import LocalMap
+    from evolve.search.workers import LocalMap, visible_gpus
 
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     if args.resume:
@@ -214,8 +214,20 @@ def cmd_run(args) -> int:
         if err:
             return _fail(err)
         run_dir = Path(args.run_dir or Path("runs") / (_time.strftime("%Y%m%d-%H%M%S") + f"-{task.device}"))
+        if (run_dir / "archive.sqlite").exists():
+            return _fail(f"{run_dir} already holds a run; use --resume {run_dir} or another --run-dir")
+    # Everything that can refuse the start is checked before data is prepared or the run
+    # directory is made, so a failed start costs seconds and leaves nothing behind.
+    if task.device == "cuda" and not visible_gpus():
+        return _fail("the task is on cuda but no GPU is visible (CUDA_VISIBLE_DEVICES, drivers); "
+                     "use --device cpu to run on the CPU")
+    proposer, err = _proposer(args, config, log)
+    if err:
+        return _fail(err)
     data = ensure_prepared(task, log=log)
     if not isinstance(data, PreparedData):
+        if proposer is not None:
+            proposer.close()
         return _fail(data)
     fingerprint = task.fingerprint(data.fingerprint)
     if args.resume:
@@ -230,16 +242,17 @@ def cmd_run(args) -> int:
                                                "fingerprint": fingerprint,
                                                "seed_files": seed_files})
         except ArchiveError as e:
+            if proposer is not None:
+                proposer.close()
             return _fail(str(e))
         log(f"run directory: {run_dir}  (resume with: python -m evolve --resume {run_dir})")
     try:
         emap = LocalMap(Supervisor(task, data))
     except ValueError as e:
-        return _fail(str(e))
-    proposer, err = _proposer(args, config, log)
-    if err:
         archive.close()
-        return _fail(err)
+        if proposer is not None:
+            proposer.close()
+        return _fail(str(e))
     log(f"{config.strategy}: population {config.population}, generations {config.generations}, "
         f"budget {task.budget_s:g} s on {task.device} x{emap.slots}, {len(seeds)} seed(s)")
     engine = Engine(archive, emap, config, seeds, log=log, show_progress=sys.stderr.isatty(),
@@ -274,6 +287,8 @@ def _proposer(args, config, log):
 
     settings = settings_from_env(args.llm_model)
     if isinstance(settings, str):
+        if args.llm_model:          # asked for and cannot work: an error, not a note
+            return None, f"--llm-model {args.llm_model}: {settings.replace('LLM operators are off: ', '')}"
         log(settings + "; using the AST operators and crossover")
         return None, None
     program = Path(args.program)

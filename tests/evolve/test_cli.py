@@ -96,3 +96,30 @@ def test_zero_is_a_value_not_unset(capsys, tmp_path):
                              capsys)
         assert code == 2 and err == [f"error: {words}"]
         assert not (tmp_path / "r").exists()               # refused before anything was written
+
+
+def test_a_start_that_cannot_work_fails_before_anything_is_written(capsys, tmp_path, monkeypatch):
+    import socket
+
+    import torch
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("AUTOEVOLVE_HOME", str(home))
+    run_dir = tmp_path / "run"
+    base = ["--run-dir", str(run_dir), "--device", "cpu", "--seed", str(ADVERSARIAL / "honest.py")]
+    # --llm-model with no endpoint configured: an error naming the variables, not a note
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    code, err = run_main([*base, "--llm-model", "some-model"], capsys)
+    assert code == 2 and len(err) == 1 and "OPENAI_BASE_URL" in err[0] and "OPENAI_API_KEY" in err[0]
+    # an endpoint that does not answer (a port nobody listens on)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{port}/v1")
+    code, err = run_main([*base, "--llm-model", "some-model"], capsys)
+    assert code == 2 and err[-1].startswith("error: LLM endpoint:"), err
+    if not torch.cuda.is_available():               # cuda asked for on a machine without one
+        code, err = run_main([*base[:2], "--device", "cuda"], capsys)
+        assert code == 2 and "no GPU is visible" in err[-1] and "--device cpu" in err[-1]
+    assert not run_dir.exists() and not home.exists()   # no run folder, no data prepared
