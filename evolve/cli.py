@@ -79,7 +79,10 @@ def cmd_eval(args) -> int:
     if not isinstance(data, PreparedData):
         return _fail(data)
     sup = Supervisor(task, data)
-    result = sup.evaluate(source, progress=_progress_bar(task, quiet=args.json))
+    bar = _progress_bar(task, quiet=args.json)
+    result = sup.evaluate(source, progress=bar)
+    if bar is not None:
+        bar.close()
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
@@ -87,22 +90,29 @@ def cmd_eval(args) -> int:
     return 0 if result.ok else 1
 
 
-def _progress_bar(task, quiet: bool):
-    """A tqdm bar on stderr that follows the supervisor's phases."""
-    if quiet or not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
+class _PhaseBar:
+    """A tqdm bar on stderr that follows the supervisor's phases (called as progress(phase,
+    fraction)); exporting and scoring show as such, at 100 %, until close()."""
 
-    bar = tqdm(total=100, desc="starting", file=sys.stderr,
-               bar_format="{desc:<11} {bar} {percentage:3.0f}% [{elapsed}<{remaining}]")
+    def __init__(self):
+        from tqdm import tqdm
 
-    def update(phase: str, fraction: float) -> None:
-        bar.set_description_str(phase, refresh=False)
-        bar.n = int(100 * min(1.0, fraction))
-        bar.refresh()
-        if phase == "scoring":
-            bar.close()
-    return update
+        self.bar = tqdm(total=100, desc="starting", file=sys.stderr,
+                        bar_format="{desc:<11} {bar} {percentage:3.0f}% [{elapsed}<{remaining}]")
+
+    def __call__(self, phase: str, fraction: float) -> None:
+        from evolve.search.progress import PHASE_NAMES
+
+        self.bar.set_description_str(PHASE_NAMES.get(phase, phase), refresh=False)
+        self.bar.n = int(100 * min(1.0, fraction))
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _progress_bar(task, quiet: bool) -> "_PhaseBar | None":
+    return None if quiet or not sys.stderr.isatty() else _PhaseBar()
 
 
 RUN_FLAGS = ("population", "strategy", "budget", "device", "seed", "run_dir", "dataset",
@@ -255,8 +265,9 @@ def cmd_run(args) -> int:
         return _fail(str(e))
     log(f"{config.strategy}: population {config.population}, generations {config.generations}, "
         f"budget {task.budget_s:g} s on {task.device} x{emap.slots}, {len(seeds)} seed(s)")
-    engine = Engine(archive, emap, config, seeds, log=log, show_progress=sys.stderr.isatty(),
-                    proposer=proposer, on_generation=_plots(run_dir))
+    tty = sys.stderr.isatty()
+    engine = Engine(archive, emap, config, seeds, log=log, show_progress=tty,
+                    progress_lines=not tty, proposer=proposer, on_generation=_plots(run_dir))
     try:
         code = engine.run()
     except KeyboardInterrupt:

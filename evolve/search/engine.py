@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-import sys
 import time
 from collections import Counter
 from typing import Callable
@@ -135,7 +134,8 @@ class Stats:
 class Engine:
     def __init__(self, archive: Archive, eval_map: EvalMap, config: EngineConfig,
                  seeds: list, log: Callable[[str], None] = print, show_progress: bool = True,
-                 proposer=None, on_generation: Callable[[int], None] | None = None):
+                 proposer=None, on_generation: Callable[[int], None] | None = None,
+                 progress_lines: bool = False, heartbeat_s: float = 60.0):
         self.archive = archive
         self.proposer = proposer            # evolve.search.proposals.Proposer, or None: AST operators only
         self.on_generation = on_generation  # called after each finished generation (plots)
@@ -146,7 +146,9 @@ class Engine:
         self.config = config
         self.seeds = seeds                  # genome.record.Genome, already contract-checked
         self.log = log
-        self.show_progress = show_progress
+        self.show_progress = show_progress   # a live bar (a terminal)
+        self.progress_lines = progress_lines  # else a line per evaluation and a heartbeat
+        self.heartbeat_s = heartbeat_s
         self.t_start = time.time()
         self._stats: dict[str, Stats] = {}
 
@@ -319,24 +321,29 @@ class Engine:
 
     # -- evaluation ----------------------------------------------------------------------------
     def _evaluate(self, ids: list[str], kind: str, generation: int) -> list[EvalResult]:
+        from evolve.search.progress import EvalProgress
+
         jobs = [(g, self.archive.genome(g).source) for g in ids]
-        bar = None
-        if self.show_progress and jobs:
-            from tqdm import tqdm
-            bar = tqdm(total=len(jobs), desc=f"gen {generation} {kind}", unit="eval",
-                       file=sys.stderr, leave=False)
+        if not jobs:
+            return []
+        mode = "bar" if self.show_progress else "lines" if self.progress_lines else None
+        shown = EvalProgress(len(jobs), f"gen {generation} {kind}", self.log, mode,
+                             heartbeat_s=self.heartbeat_s)
+        hooked = mode is not None and getattr(self.map, "progress", False) is None
+        if hooked:
+            self.map.progress = shown.phase      # phases from the map's worker threads
         out = []
-        for done in self.map.imap(jobs):
-            self.archive.add_eval(done.key, done.result, kind, generation, done.worker,
-                                  done.started_at, done.finished_at)
-            self._stats.pop(done.key, None)
-            out.append(done.result)
-            if bar is not None:
-                bar.set_postfix_str(f"{done.result.status.value}"
-                                    + (f" {done.result.val_bpb:.4f}" if done.result.ok else ""))
-                bar.update(1)
-        if bar is not None:
-            bar.close()
+        try:
+            for done in self.map.imap(jobs):
+                self.archive.add_eval(done.key, done.result, kind, generation, done.worker,
+                                      done.started_at, done.finished_at)
+                self._stats.pop(done.key, None)
+                out.append(done.result)
+                shown.finished(done.key, done.result, done.finished_at - done.started_at)
+        finally:
+            if hooked:
+                self.map.progress = None
+            shown.close()
         return out
 
     def _confirm(self, planned: list[str], generation: int) -> None:
