@@ -199,6 +199,12 @@ class Archive:
         return self.conn.execute(f"SELECT COUNT(*) FROM evals WHERE kind IN "
                                  f"({', '.join('?' * len(kinds))})", kinds).fetchone()[0]
 
+    def evaluated_in(self, generation: int) -> set[str]:
+        """Genomes with an evaluation (kind eval) recorded in `generation`."""
+        rows = self.conn.execute("SELECT DISTINCT genome_id FROM evals WHERE generation = ? AND "
+                                 "kind = 'eval'", (generation,)).fetchall()
+        return {r[0] for r in rows}
+
     # -- language-model calls ------------------------------------------------------------------
     def add_llm_calls(self, generation: int, genome_id: str | None, operator: str, calls) -> None:
         """Store the CallRecords of one proposal (genome_id: the child, None if there was none)."""

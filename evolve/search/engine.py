@@ -320,15 +320,18 @@ class Engine:
         return planned
 
     # -- evaluation ----------------------------------------------------------------------------
-    def _evaluate(self, ids: list[str], kind: str, generation: int) -> list[EvalResult]:
+    def _evaluate(self, ids: list[str], kind: str, generation: int,
+                  already: int = 0) -> list[EvalResult]:
+        """Evaluate ids; `already` of this generation's evaluations were done before a resume
+        (the progress counts from there)."""
         from evolve.search.progress import EvalProgress
 
         jobs = [(g, self.archive.genome(g).source) for g in ids]
         if not jobs:
             return []
         mode = "bar" if self.show_progress else "lines" if self.progress_lines else None
-        shown = EvalProgress(len(jobs), f"gen {generation} {kind}", self.log, mode,
-                             heartbeat_s=self.heartbeat_s)
+        shown = EvalProgress(already + len(jobs), f"gen {generation} {kind}", self.log, mode,
+                             heartbeat_s=self.heartbeat_s, done=already)
         hooked = mode is not None and getattr(self.map, "progress", False) is None
         if hooked:
             self.map.progress = shown.phase      # phases from the map's worker threads
@@ -402,6 +405,17 @@ class Engine:
             "eta_s": elapsed / done_gens * remaining if done_gens else None,
         }
 
+    def _resume_line(self, start: int, planned: list[str] | None) -> str:
+        """What a resumed run found, said before anything runs."""
+        line = (f"resuming: {start} generation(s) finished, {self.archive.eval_count()} "
+                "evaluations kept (none is run again)")
+        if planned:
+            unique = list(dict.fromkeys(planned))
+            done = len(self.archive.evaluated_in(start) & set(unique))
+            left = sum(self.stats(g).n == 0 for g in unique)
+            line += f"; generation {start}: {done} of {len(unique)} evaluated, {left} left"
+        return line
+
     def run(self) -> int:
         """Run (or resume) to the last generation. Returns 0, or 1 when stopped by failures."""
         gens = self.archive.generations()
@@ -409,9 +423,8 @@ class Engine:
         plans = {g["generation"]: g["planned"] for g in gens}
         population = finished[-1]["population"] if finished else None
         start = finished[-1]["generation"] + 1 if finished else 0
-        if start:
-            self.log(f"resuming at generation {start} ({self.archive.eval_count()} evaluations "
-                     "already recorded; none is run again)")
+        if start or plans:
+            self.log(self._resume_line(start, plans.get(start)))
         failed_streak = 0
         for generation in range(start, self.config.generations + 1):
             planned = plans.get(generation)
@@ -419,13 +432,18 @@ class Engine:
                 planned = self.plan(generation, population)
                 self.archive.plan_generation(generation, planned)
             self._launch_llm(generation + 1, population)
-            todo = [g for g in dict.fromkeys(planned) if self.stats(g).n == 0]
-            reused = len(set(planned)) - len(todo)
-            results = self._evaluate(todo, "eval", generation)
+            unique = list(dict.fromkeys(planned))
+            todo = [g for g in unique if self.stats(g).n == 0]
+            # Done here before a resume ("kept") is not offspring identical to an earlier
+            # genome ("reused": never trained twice).
+            kept = len(self.archive.evaluated_in(generation) & set(unique))
+            reused = len(unique) - len(todo) - kept
+            results = self._evaluate(todo, "eval", generation, already=kept)
             self._confirm(planned, generation)
             population = self.select(population, planned)
             s = self.summary(generation, population, planned, results)
             s["reused"] = reused
+            s["kept"] = kept
             if self.proposer is not None:
                 s.update(llm_wait_s=self._llm_wait, llm_tokens=self.archive.llm_tokens(),
                          llm=self._llm_note)
@@ -465,7 +483,8 @@ def format_summary(s: dict, generations: int) -> str:
     fails = " ".join(f"{k}:{v}" for k, v in sorted(s["failures"].items())) or "none"
     line = (f"gen {s['generation']}/{generations}  {best}{noise}  front {s['front_size']}  "
             f"hv {s['hypervolume']:.3g}  evals {s['evals_total']} (+{s['evals_new']}, "
-            f"{s.get('reused', 0)} reused)  fail {fails}  {_duration(s['elapsed_s'])}  "
+            + (f"{s['kept']} kept from before the resume, " if s.get("kept") else "")
+            + f"{s.get('reused', 0)} reused)  fail {fails}  {_duration(s['elapsed_s'])}  "
             f"eta {_duration(s['eta_s'])}")
     if "llm_tokens" in s:
         line += (f"\n    {s.get('llm') or 'llm: no proposals this generation'}; "

@@ -42,10 +42,12 @@ class EvalProgress:
     """Progress of `total` evaluations labelled `label` (e.g. "gen 3 eval")."""
 
     def __init__(self, total: int, label: str, log: Callable[[str], None], mode: str | None,
-                 heartbeat_s: float = 60.0, clock: Callable[[], float] = time.monotonic):
+                 heartbeat_s: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 done: int = 0):
+        """`done` of the `total` were finished before (a resumed generation)."""
         self.total, self.label, self.log, self.mode = total, label, log, mode
         self.heartbeat_s, self.clock = heartbeat_s, clock
-        self.done = 0
+        self.done = done
         self.running: dict[str, str] = {}          # genome id -> phase text
         self.last = ""
         self._lock = threading.Lock()
@@ -55,7 +57,8 @@ class EvalProgress:
         self._beat = None
         if mode == "bar":
             from tqdm import tqdm
-            self.bar = tqdm(total=total, desc=label, unit="eval", file=sys.stderr, leave=False)
+            self.bar = tqdm(total=total, initial=done, desc=label, unit="eval", file=sys.stderr,
+                            leave=False)
         elif mode == "lines":
             self._beat = threading.Thread(target=self._heartbeat, daemon=True)
             self._beat.start()

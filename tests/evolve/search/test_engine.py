@@ -112,6 +112,15 @@ def test_kill_9_then_resume_runs_nothing_twice(prepared, autoevolve_home, tmp_pa
                        env=env, capture_output=True, text=True, timeout=400)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "gen 0/1" in r.stderr and "gen 1/1" in r.stderr
+    # said at once, before anything runs: what was found and what is left
+    done = len([row for row in before if row[2] == "eval"])
+    lines = r.stderr.strip().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("resuming: "))
+    assert lines[at].startswith("resuming: 0 generation(s) finished") and \
+        f"generation 0: {done} of 2 evaluated, {2 - done} left" in lines[at], lines[at]
+    assert not any(line.startswith("gen ") for line in lines[:at])
+    gen0 = next(line for line in r.stderr.splitlines() if line.startswith("gen 0/1"))
+    assert f"{done} kept from before the resume, 0 reused" in gen0, gen0
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
         after = c.execute("SELECT eval_id, genome_id, kind, val_bpb FROM evals").fetchall()
         gens = c.execute("SELECT generation FROM generations WHERE population IS NOT NULL").fetchall()
