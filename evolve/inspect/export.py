@@ -59,7 +59,8 @@ def step_from_row(row, source: str) -> LineageStep:
         description=row.description, parent_ids=tuple(row.parent_ids), status=row.status,
         val_bpb=_num(row.val_bpb), val_bpb_std=_num(row.val_bpb_std), n_ok=int(row.n_ok),
         tokens_per_sec=_num(row.tokens_per_sec), peak_memory_mb=_num(row.peak_memory_mb),
-        created_at=float(row.created_at))
+        created_at=row.created_at.timestamp() if hasattr(row.created_at, "timestamp")
+        else float(row.created_at))
 
 
 def one_line(text: str) -> str:

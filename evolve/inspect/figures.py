@@ -100,10 +100,14 @@ def plot_progress(run):
             ax.scatter(conf["index"], conf.confirmed_bpb, marker="*", s=220, c="#d62728",
                        edgecolors="k", linewidths=0.5, zorder=5,
                        label="confirmed new best (mean of 2 OK evaluations)")
+            right = 0.6 * max(len(p) - 1, 1)     # labels past this would leave the figure
             for r in conf.tail(15).itertuples():
                 text = r.description if len(r.description) <= 34 else r.description[:33] + "…"
-                ax.annotate(text, (r.index, r.confirmed_bpb), xytext=(5, 7),
-                            textcoords="offset points", fontsize=7.5, rotation=30, color="0.2")
+                left = r.index > right
+                ax.annotate(text, (r.index, r.confirmed_bpb), xytext=(-8 if left else 5, 7),
+                            textcoords="offset points", fontsize=7.5, rotation=-30 if left else 30,
+                            ha="right" if left else "left", va="bottom", color="0.2",
+                            rotation_mode="anchor")
         ax.set_ylim(*limits)
         ax.legend(loc="best", fontsize=8, framealpha=0.9)
     _failure_strip(axf, p)
@@ -190,8 +194,9 @@ def plot_pareto(run):
     best = _best_id(run)
     if best is not None:
         b = run.df.set_index("genome_id").loc[best]
+        how = "lowest confirmed val_bpb" if b.n_ok >= 2 else "lowest val_bpb, n=1, not confirmed"
         ax.scatter([b.tokens_per_sec], [b.val_bpb], marker="*", s=260, c="gold", edgecolors="k",
-                   zorder=5, label=f"best {best[:8]} (lowest confirmed val_bpb)")
+                   zorder=5, label=f"best {best[:8]} ({how})")
     if len(moved) > 6:                       # too many for the legend: a colour scale
         from matplotlib.cm import ScalarMappable
 

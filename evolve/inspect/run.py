@@ -3,7 +3,8 @@
     run.df          one row per genome: genome_id, parent_ids, operator, description,
                     generation, status, val_bpb (mean of OK evaluations), val_bpb_std, n_evals,
                     n_ok, tokens_per_sec, peak_memory_mb, num_params, on_front, reason
-    run.evals       one row per evaluation (every EvalResult field, kind, worker, timestamps)
+    run.evals       one row per evaluation (every EvalResult field, kind, worker, started_at
+                    and finished_at as UTC datetimes; run.df's created_at too)
     run.pareto()    the non-dominated genomes (val_bpb down, tokens_per_sec up), best first
     run.best()      the row of the genome with the lowest mean val_bpb (confirmed, see best())
     run.lineage(id) rows from the seed down to the genome (first parent at each step)
@@ -56,6 +57,9 @@ class Run:
             "SELECT genome_id, parent_ids, operator, description, generation, created_at "
             "FROM genomes ORDER BY rowid", archive.conn)
         genomes["parent_ids"] = genomes.parent_ids.map(lambda s: tuple(json.loads(s)))
+        genomes["created_at"] = _when(genomes.created_at)
+        for column in ("started_at", "finished_at"):
+            self.evals[column] = _when(self.evals[column])
         self.llm_calls = (pd.read_sql_query("SELECT * FROM llm_calls ORDER BY call_id", archive.conn)
                           if archive.has_table("llm_calls") else pd.DataFrame(columns=[
                               "call_id", "generation", "genome_id", "operator", "model",
@@ -108,6 +112,18 @@ class Run:
             self.df["prompt_tokens"] = np.nan
             self.df["completion_tokens"] = np.nan
 
+    def __repr__(self) -> str:
+        finished = sum(g["population"] is not None for g in self.generations)
+        text = (f"Run({str(self.run_dir)!r}: {len(self.df)} genomes, {len(self.evals)} "
+                f"evaluations, {finished} generation(s) finished")
+        try:
+            b = self.best()
+        except ValueError:
+            return text + ", no score yet)"
+        confirmed = "confirmed" if b.n_ok >= 2 else "n=1, not confirmed"
+        noise = f", noise {self.noise_floor:.4f}" if self.noise_floor else ""
+        return text + f", best {b.genome_id[:8]} val_bpb {b.val_bpb:.4f} ({confirmed}){noise})"
+
     def pareto(self) -> pd.DataFrame:
         return self.df[self.df.on_front].sort_values("val_bpb").reset_index(drop=True)
 
@@ -145,6 +161,11 @@ class Run:
         if g is None:
             raise KeyError(f"no genome {genome_id!r} in this run")
         return g.diffs
+
+
+def _when(seconds: pd.Series) -> pd.Series:
+    """Epoch seconds (as the archive stores them) as timezone-aware UTC datetimes."""
+    return pd.to_datetime(seconds, unit="s", utc=True)
 
 
 def load_run(run_dir: str | Path) -> Run:

@@ -51,3 +51,31 @@ def test_bpb_limits_clip_an_outlier():
     assert lo < 1.0 < 1.2 < hi < 2.0
     lo, hi = figures._bpb_limits([1.0, 1.1, 1.2, 9.0], first=1.6)     # the seed is the top
     assert 1.6 < hi < 9.0
+
+
+def test_every_label_stays_inside_the_figure(small_run_dir):
+    fig = figures.plot_progress(load_run(small_run_dir))
+    fig.canvas.draw()
+    box = fig.bbox
+    labels = [t for t in fig.axes[0].texts if t.get_text()]
+    assert labels                                   # the confirmed bests are labelled
+    for t in labels:
+        ext = t.get_window_extent()
+        assert box.x0 <= ext.x0 and ext.x1 <= box.x1 and box.y0 <= ext.y0 and ext.y1 <= box.y1, \
+            (t.get_text(), ext, box)
+
+
+def test_an_unconfirmed_best_is_not_called_confirmed(tmp_path):
+    from genome.record import Genome
+
+    from evolve.evaluation.result import Status, make_result
+
+    g = Genome.seed(TINY.read_text(), "seed tiny.py")
+    archive = empty_archive(tmp_path / "run", [g])
+    archive.add_eval(g.id, make_result(Status.OK, val_bpb=2.5, tokens_per_sec=1000.0), "eval",
+                     0, "cpu", 0.0, 1.0)
+    archive.close()
+    run = load_run(tmp_path / "run")
+    labels = figures.plot_pareto(run).axes[0].get_legend_handles_labels()[1]
+    assert f"best {g.id[:8]} (lowest val_bpb, n=1, not confirmed)" in labels
+    assert "n=1, not confirmed" in repr(run)

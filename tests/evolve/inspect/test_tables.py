@@ -84,3 +84,18 @@ def test_operator_stats_counts_and_llm_tokens(small_run_dir):
     rewrite = stats.loc["llm_rewrite"]                  # proposals that never became a child
     assert rewrite.children == 0 and rewrite.llm_tokens == 77
     assert stats.loc["all", "llm_tokens"] == 687
+
+
+def test_a_run_says_what_it_is_and_its_times_are_datetimes(small_run_dir):
+    import pandas as pd
+
+    from evolve.inspect.run import load_run
+
+    run = load_run(small_run_dir)
+    text = repr(run)
+    assert text.startswith(f"Run({str(small_run_dir)!r}: {len(run.df)} genomes, "
+                           f"{len(run.evals)} evaluations, 2 generation(s) finished, best ")
+    assert "(confirmed)" in text
+    for column in (run.df.created_at, run.evals.started_at, run.evals.finished_at):
+        assert isinstance(column.dtype, pd.DatetimeTZDtype) and str(column.dt.tz) == "UTC"
+    assert (run.evals.finished_at >= run.evals.started_at).all()
