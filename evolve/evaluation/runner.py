@@ -52,6 +52,12 @@ def main() -> None:
     # since they vanish with it; multiprocessing's semaphores (torch.compile's workers) need it.
     private = sandbox.mount_private_tmp(PRIVATE_TMP_BYTES, keep=config.get("read_roots", [])) \
         if config.get("private_tmp") else []
+    if config.get("private_tmp"):
+        # Everything else read-only: no chmod, xattr or access-time state outside scratch.
+        err = sandbox.readonly_mounts([os.getcwd(), *private])
+        if err:
+            print(f"evolve.evaluation.runner: sandbox failed: {err}", file=sys.stderr, flush=True)
+            os._exit(70)
     if config.get("landlock"):
         err = sandbox.apply_landlock(read=config["read_roots"], write=[os.getcwd(), *private],
                                      hidden=config.get("hidden", []))

@@ -36,6 +36,11 @@ from evolve.evaluation import syscalls
 _SYS_CREATE, _SYS_ADD_RULE, _SYS_RESTRICT = 444, 445, 446      # x86_64 and aarch64 alike
 _PR_SET_NO_NEW_PRIVS = 38
 _MS_RDONLY, _MS_REMOUNT, _MS_BIND, _MS_REC = 1, 32, 4096, 16384
+_MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_NOATIME, _MS_NODIRATIME, _MS_RELATIME = (
+    2, 4, 8, 1024, 2048, 1 << 21)
+# Per-mount flags a bind remount must carry over (inside a user namespace they are locked).
+_MOUNT_FLAGS = {"nosuid": _MS_NOSUID, "nodev": _MS_NODEV, "noexec": _MS_NOEXEC,
+                "noatime": _MS_NOATIME, "nodiratime": _MS_NODIRATIME, "relatime": _MS_RELATIME}
 _FS_EXECUTE, _FS_WRITE_FILE, _FS_READ_FILE, _FS_READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
 _FS_ALL_V1 = (1 << 13) - 1          # execute .. make_sym
 _FS_REFER, _FS_TRUNCATE, _FS_IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15
@@ -333,6 +338,50 @@ def mount_private_tmp(size_bytes: int, keep: list[str] = ()) -> list[str]:
                 os.close(fd)
     os.chdir(cwd)
     return done
+
+
+def _mounts() -> list[tuple[str, set[str]]]:
+    """(mount point, per-mount options) of every mount this process sees."""
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            point = fields[4].encode().decode("unicode_escape")    # \040 is a space
+            out.append((point, set(fields[5].split(","))))
+    return out
+
+
+def readonly_mounts(writable: list[str]) -> str | None:
+    """In this process's own mount namespace: make every mount read-only and nosuid except
+    /proc, /dev (devices) and the `writable` paths (the scratch directory, the private /tmp and
+    /dev/shm), which are bound to themselves first when they are not mount points. Landlock
+    does not cover metadata: without this a genome could chmod, set extended attributes on,
+    or stamp the access time of files it may not write, state the next evaluation reads back
+    (an adversary carried its trained weights across evaluations in xattrs). A read-only
+    mount refuses them all and updates no access time. Returns an error or None."""
+    libc = _libc()
+    keep = [os.path.realpath(p) for p in writable]
+    points = {m for m, _ in _mounts()}
+    for path in keep:
+        if path not in points:
+            flags = _MS_BIND | _MS_REC
+            if libc.mount(path.encode(), path.encode(), None, flags, None) != 0:
+                return f"cannot bind {path}: {os.strerror(ctypes.get_errno())}"
+    for point, opts in _mounts():
+        if point in keep or point == "/proc" or point.startswith("/proc/") or point == "/dev" \
+                or (point.startswith("/dev/") and point != "/dev/shm"):
+            if point in keep:                      # writable, but never setuid or devices
+                flags = _MS_BIND | _MS_REMOUNT | _MS_NOSUID | _MS_NODEV | \
+                    sum(v for k, v in _MOUNT_FLAGS.items() if k in opts and v != _MS_NOSUID
+                        and v != _MS_NODEV)
+                libc.mount(None, point.encode(), None, flags, None)
+            continue
+        flags = _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | \
+            sum(v for k, v in _MOUNT_FLAGS.items() if k in opts and v != _MS_NOSUID)
+        if libc.mount(None, point.encode(), None, flags, None) != 0 and \
+                "ro" not in opts:
+            return f"cannot make {point} read-only: {os.strerror(ctypes.get_errno())}"
+    return None
 
 
 class MemoryCgroup:

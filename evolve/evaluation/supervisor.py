@@ -211,7 +211,7 @@ class Supervisor:
             layers.append(f"landlock{sandbox.landlock_abi()}")
         layers += self.namespaces
         if "mountns" in self.namespaces:
-            layers.append("tmpfs")
+            layers.append("tmpfs+rofs")
         self.harden = _can_harden()
         if self.harden:
             layers.append("nocaps+seccomp")

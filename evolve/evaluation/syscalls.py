@@ -56,7 +56,12 @@ def drop_capabilities() -> str | None:
 # use to leave its walls: keyrings (state across evaluations), the clock, the hostname, kernel
 # modules, namespaces, io_uring (sockets past this filter), bpf, perf, ptrace-like reads, and
 # the page-cache probes (mincore, fadvise, readahead, RWF_NOWAIT reads) an adversary used to
-# carry bits from one evaluation to the next through a readable file's cached pages.
+# carry bits from one evaluation to the next through a readable file's cached pages, and file
+# metadata writes that landlock does not cover (extended attributes, times, owners: an
+# adversary carried trained weights between evaluations in xattrs). chmod stays allowed: linkers
+# and compilers (torch.compile's C++ path) set modes on what they build; outside the scratch
+# directory the read-only mounts of evolve.evaluation.sandbox refuse it where a mount namespace
+# exists.
 _AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 _DENY = {
     "x86_64": {"add_key": 248, "request_key": 249, "keyctl": 250, "adjtimex": 159,
@@ -70,7 +75,11 @@ _DENY = {
                "userfaultfd": 323, "process_vm_readv": 310, "process_vm_writev": 311,
                "ptrace": 101, "ioprio_set": 251, "syslog": 103, "mincore": 27,
                "cachestat": 451, "fadvise64": 221, "readahead": 187, "preadv2": 327,
-               "pwritev2": 328},
+               "pwritev2": 328, "setxattr": 188, "lsetxattr": 189, "fsetxattr": 190,
+               "removexattr": 197, "lremovexattr": 198, "fremovexattr": 199,
+               "setxattrat": 463, "removexattrat": 466, "utime": 132, "utimes": 235,
+               "futimesat": 261, "utimensat": 280, "chown": 92, "fchown": 93, "lchown": 94,
+               "fchownat": 260},
     "aarch64": {"add_key": 217, "request_key": 218, "keyctl": 219, "adjtimex": 171,
                 "clock_adjtime": 266, "clock_settime": 112, "settimeofday": 170,
                 "sethostname": 161, "setdomainname": 162, "mknodat": 33, "kexec_load": 104,
@@ -81,7 +90,10 @@ _DENY = {
                 "bpf": 280, "perf_event_open": 241, "userfaultfd": 282,
                 "process_vm_readv": 270, "process_vm_writev": 271, "ptrace": 117,
                 "ioprio_set": 30, "syslog": 116, "mincore": 232, "cachestat": 451,
-                "fadvise64": 223, "readahead": 213, "preadv2": 286, "pwritev2": 287},
+                "fadvise64": 223, "readahead": 213, "preadv2": 286, "pwritev2": 287,
+                "setxattr": 5, "lsetxattr": 6, "fsetxattr": 7, "removexattr": 14,
+                "lremovexattr": 15, "fremovexattr": 16, "setxattrat": 463,
+                "removexattrat": 466, "utimensat": 88, "fchownat": 54, "fchown": 55},
 }
 # Conditional rules: (syscall, numbers per arch): socket families other than unix and IP
 # (vsock, packet, netlink...), clone with a namespace flag, setpriority on a whole user.

@@ -327,6 +327,36 @@ def test_time_before_the_first_batch_is_bounded_by_what_imports_need(supervisor,
     assert "TOKENS 0" in (tmp_path / "stdout.txt").read_text(), r.summary()
 
 
+@pytest.mark.skipif(not {"mountns"} <= set(sandbox.namespaces()[1]), reason="needs a mount namespace")
+def test_no_state_can_be_kept_in_file_metadata(supervisor, tmp_path):
+    import shutil
+    import tempfile
+
+    # Outside /tmp, which the genome sees as its own empty tmpfs: a file it cannot read but
+    # could reach by path on the host's filesystem.
+    outside = Path(tempfile.mkdtemp(prefix="autoevolve-metadata-", dir="/var/tmp"))
+    target = outside / "outside.txt"
+    target.write_text("not the genome's")
+    target.chmod(0o644)
+    os.utime(target, (1000, 2000))
+    readable = REPO / "evolve" / "__init__.py"          # read by every genome's imports
+    st = readable.stat()
+    os.utime(readable, (0, st.st_mtime))               # access time 1970: a read would stamp it
+    try:
+        source = (ADVERSARIAL / "metadata_carrier.py").read_text()
+        source = source.replace("@TARGET@", str(target)).replace("@READABLE@", str(readable))
+        supervisor.evaluate(source, log_dir=tmp_path / "logs")
+        line = (tmp_path / "logs" / "stdout.txt").read_text().strip()
+        assert line == "META chmod=refused setxattr=refused utime=refused chown=refused read=done", line
+        after = target.stat()
+        assert (after.st_mode & 0o7777, after.st_atime, after.st_mtime) == (0o644, 1000, 2000)
+        assert os.listxattr(target) == []
+        assert readable.stat().st_atime == 0               # no access time was stamped
+    finally:
+        os.utime(readable, (st.st_atime, st.st_mtime))
+        shutil.rmtree(outside, ignore_errors=True)
+
+
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="the fixture uses x86_64 syscall numbers")
 def test_root_inside_the_sandbox_can_do_nothing_privileged(supervisor, tmp_path):
     if "seccomp" not in supervisor.sandbox_desc:
