@@ -360,6 +360,7 @@ def readonly_mounts(writable: list[str]) -> str | None:
     (an adversary carried its trained weights across evaluations in xattrs). A read-only
     mount refuses them all and updates no access time. Returns an error or None."""
     libc = _libc()
+    cwd = os.getcwd()
     keep = [os.path.realpath(p) for p in writable]
     points = {m for m, _ in _mounts()}
     for path in keep:
@@ -381,6 +382,7 @@ def readonly_mounts(writable: list[str]) -> str | None:
         if libc.mount(None, point.encode(), None, flags, None) != 0 and \
                 "ro" not in opts:
             return f"cannot make {point} read-only: {os.strerror(ctypes.get_errno())}"
+    os.chdir(cwd)       # the working directory now resolves through its writable bind
     return None
 
 

@@ -508,15 +508,20 @@ class Supervisor:
         if t0 is not None:
             late = feeder.weights_at - (t0 + task.budget_s)
             allowed = feeder.overtime_allowance(len(feeder.weights[1]))
-            if late > allowed and not feeder.first_step_only():
+            if feeder.first_step_only():
+                # The budget ended inside the genome's first few steps (a cold start on a short
+                # budget, a busy machine): that step may finish, for at most what importing
+                # torch takes (or the budget, if shorter). Unbounded, a genome that asked for
+                # one batch trained on it for 28 s on a 10 s budget.
+                allowed = max(allowed, min(task.budget_s, self.startup_allowance))
+            if late > allowed:
                 return done(Status.INVALID, f"the weights arrived {late:.1f} s after the budget "
                             f"ended (allowed {allowed:.1f} s): training after the budget does "
                             "not count; call harness.submit(model) when train_batches ends")
             if late > 0:
                 # Whatever ran between the end of the budget and the weights' arrival (the step
-                # in flight, or, beyond the allowance, a first step that outlasted a short
-                # budget on a busy machine) may have trained: it is charged as training time,
-                # so the record shows it and tokens/s is over the time really spent.
+                # in flight, or a first step that outlasted a short budget) may have trained:
+                # it is charged as training time, so the record shows it.
                 charged = measured["training_seconds"] + late
                 measured.update(training_seconds=charged,
                                 tokens_per_sec=feeder.tokens / charged if feeder.tokens else None)
