@@ -35,6 +35,7 @@ MODEL_FILE = "model.pt2"        # written in the working directory (the scratch 
 _sock: socket.socket | None = None
 _t0: float | None = None        # supervisor's monotonic time at which the budget clock started
 _done = False                   # the supervisor said the budget is spent
+_pending = 0                    # batch requests whose reply has not been read
 
 
 def _configure(config: dict, fd: int) -> None:
@@ -67,12 +68,15 @@ def progress() -> float:
 
 
 def _request(rows: int) -> None:
+    global _pending
     _send(channel.REQUEST.pack(b"B", rows))
+    _pending += 1
 
 
 def _receive() -> "tuple[bytes, bytearray | None]":
-    global _t0, _done
+    global _t0, _done, _pending
     header = channel.recv_exact(_sock, channel.REPLY.size)
+    _pending = max(0, _pending - 1)
     if header is None:
         return b"E", None
     tag, rows, cols, t0 = channel.REPLY.unpack(bytes(header))
@@ -154,6 +158,8 @@ def submit(model) -> None:
     if DEVICE.startswith("cuda"):
         _send(channel.VALUE.pack(b"M", torch.cuda.max_memory_allocated() / 2 ** 20))
         torch.cuda.synchronize()
+    while _pending and not _done:   # a loop left early has a batch in flight: read it, or the
+        _receive()                  # supervisor, blocked sending it, never reads the weights
     _send_weights(model)
     model.eval()
     example = torch.randint(0, VOCAB_SIZE, (EVAL_BATCH_SIZE, SEQ_LEN), device=DEVICE)

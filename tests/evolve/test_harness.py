@@ -64,6 +64,28 @@ def test_batches_come_from_train_only_and_stop_at_the_budget(disjoint_data):
     assert 1.4 <= r.training_seconds <= 1.5 + 0.6
 
 
+BREAK_EARLY = """
+import torch
+from evolve import harness
+
+model = torch.nn.Sequential(torch.nn.Embedding(harness.VOCAB_SIZE, 32),
+                            torch.nn.Linear(32, harness.VOCAB_SIZE))
+for step, (x, y) in enumerate(harness.train_batches(4096)):
+    if step == 2:
+        break                 # the next 4096-row batch (~0.5 MB) is already on its way
+harness.submit(model)
+"""
+
+
+def test_leaving_the_loop_early_with_a_large_batch_in_flight_still_submits(disjoint_data):
+    """submit reads the batch in flight first: the supervisor, blocked sending it, would
+    otherwise never read the weights (both ends stuck in sendall until the timeout)."""
+    from evolve.evaluation.supervisor import Supervisor
+
+    r = Supervisor(small_task(budget_s=2.0), disjoint_data).evaluate(BREAK_EARLY)
+    assert r.status is Status.OK, r.summary()
+
+
 def test_bad_batch_size_is_the_genomes_error(disjoint_data):
     from evolve.evaluation.supervisor import Supervisor
 
