@@ -29,8 +29,7 @@ Wire format (little-endian; struct formats below):
                               cross-entropy loss to every parameter (nothing is stepped)
                      REQUEST  b"Q", 0, 0, 0: exit
     host -> scorer   REPLY    b"K" ready, JSON {"num_params": N} follows | b"L" logits are in
-                     the slot | b"D" the timed pass is done (dtype code: 1 if a parameter got
-                     no gradient) | b"F" failure text follows; after the tag: dtype code, rows,
+                     the slot | b"D" the timed pass is done | b"F" failure text follows; after the tag: dtype code, rows,
                      cols, vocab (or the length of the JSON or text)
 
 Logits travel through a shared memory file (memfd) the scorer created and passed as
@@ -166,18 +165,16 @@ def _replace_weights(program, names: bytes, data) -> str | None:
     return None
 
 
-def _timed_pass(module, x, backward: bool) -> tuple[str | None, bool]:
+def _timed_pass(module, x, backward: bool) -> str | None:
     """One pass of the model as training would run it, for the scorer's stopwatch: forward, and
     with `backward` the cross-entropy of predicting each next input token, back to every
     parameter. Gradients are dropped and nothing is stepped, so the weights the scorer scored
-    are untouched. Returns (problem or None, whether some floating-point parameter got no
-    gradient or an all-zero one: the graph cut its backward short). The scorer times the
-    round trip; this process only waits for the device to finish, so the time covers the work."""
+    are untouched. Returns a problem, or None. The scorer times the round trip; this process
+    only waits for the device to finish, so the time covers the work."""
     import torch
     import torch.nn.functional as F
 
     params = [p for p in module.parameters() if p.is_floating_point()]
-    cut = False
     try:
         with torch.enable_grad() if backward else torch.no_grad():
             for p in params:
@@ -185,20 +182,19 @@ def _timed_pass(module, x, backward: bool) -> tuple[str | None, bool]:
             logits = module(x)
             if backward:
                 if not isinstance(logits, torch.Tensor) or not logits.requires_grad:
-                    return "the model's output does not depend on its parameters", True
+                    return "the model's output does not depend on its parameters"
                 loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
                                        x[:, 1:].reshape(-1))
                 loss.backward()
-                cut = any(p.grad is None or not bool(p.grad.any()) for p in params)
         if x.is_cuda:
             torch.cuda.synchronize()
     except Exception as e:
-        return f"the model failed a timed training pass: {type(e).__name__}: {e}", False
+        return f"the model failed a timed training pass: {type(e).__name__}: {e}"
     finally:
         for p in params:
             p.grad = None
             p.requires_grad_(False)
-    return None, cut
+    return None
 
 
 def serve(sock: socket.socket, config: dict) -> int:
@@ -279,11 +275,11 @@ def serve(sock: socket.socket, config: dict) -> int:
             return 0
         x = torch.frombuffer(payload, dtype=torch.uint16).to(torch.int64).view(rows, cols)
         if tag == b"G":
-            problem, cut = _timed_pass(module, x.to(device), backward=bool(slot))
+            problem = _timed_pass(module, x.to(device), backward=bool(slot))
             if problem:
                 _fail(sock, problem)
             else:
-                sock.sendall(REPLY.pack(b"D", int(cut), rows, cols, 0))
+                sock.sendall(REPLY.pack(b"D", 0, rows, cols, 0))
             continue
         try:
             logits = module(x.to(device))

@@ -48,32 +48,27 @@ def test_after_containment_nothing_can_be_opened(tmp_path):
 
 
 class _Net(torch.nn.Module):
-    """Embedding -> linear head; with `cut`, the head's weight is detached in the graph."""
-
-    def __init__(self, cut: bool):
+    def __init__(self):
         super().__init__()
-        self.cut = cut
         self.emb = torch.nn.Embedding(16, 8)
         self.head = torch.nn.Linear(8, 16)
 
     def forward(self, x):
-        w = self.head.weight.detach() if self.cut else self.head.weight
-        return torch.nn.functional.linear(self.emb(x), w, self.head.bias)
+        return self.head(self.emb(x))
 
 
-@pytest.mark.parametrize("cut", [False, True])
-def test_timed_pass_reports_a_cut_gradient_and_changes_nothing(cut):
+def test_timed_pass_trains_nothing_and_leaves_no_gradient():
     from evolve.evaluation.model_host import _timed_pass
 
     x = torch.randint(0, 16, (2, 8))
     with torch.no_grad():
-        module = torch.export.export(_Net(cut), (x,), strict=False).module()
+        module = torch.export.export(_Net(), (x,), strict=False).module()
     for p in module.parameters():
         p.requires_grad_(False)
     before = {k: v.clone() for k, v in module.state_dict().items()}
     with torch.no_grad():
-        assert _timed_pass(module, x, backward=False) == (None, False)
-        assert _timed_pass(module, x, backward=True) == (None, cut)
+        assert _timed_pass(module, x, backward=False) is None
+        assert _timed_pass(module, x, backward=True) is None
     after = module.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert all(p.grad is None and not p.requires_grad for p in module.parameters())
@@ -88,5 +83,4 @@ def test_timed_pass_of_a_parameterless_model_is_a_problem():
 
     x = torch.randint(0, 16, (2, 8))
     module = torch.export.export(Table(), (x,), strict=False).module()
-    problem, _ = _timed_pass(module, x, backward=True)
-    assert "does not depend on its parameters" in problem
+    assert "does not depend on its parameters" in _timed_pass(module, x, backward=True)
