@@ -92,14 +92,53 @@ def _read_tail(f, max_bytes: int) -> bytes:
 
 
 def _dir_size(path: Path) -> int:
-    total = 0
-    for dirpath, _, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(dirpath, f)).st_size
-            except OSError:
-                pass
+    """Bytes of the files under path, walked without recursion (a genome nested directories
+    1,100 deep and os.walk raised RecursionError) and without following links."""
+    total, stack = 0, [str(path)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for e in entries:
+                    try:
+                        if e.is_dir(follow_symlinks=False):
+                            stack.append(e.path)
+                        else:
+                            total += e.stat(follow_symlinks=False).st_size
+                    except OSError:
+                        pass
+        except OSError:
+            pass
     return total
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a directory the genome wrote into, whatever it made there: no recursion (deep
+    nests), no link followed, directories it made unreadable opened up first. Best effort."""
+    stack, dirs = [str(path)], []
+    while stack:
+        d = stack.pop()
+        dirs.append(d)
+        try:
+            os.chmod(d, 0o700)
+        except OSError:
+            pass
+        try:
+            with os.scandir(d) as entries:
+                for e in entries:
+                    try:
+                        if e.is_dir(follow_symlinks=False):
+                            stack.append(e.path)
+                        else:
+                            os.unlink(e.path)
+                    except OSError:
+                        pass
+        except OSError:
+            pass
+    for d in reversed(dirs):                 # children before their parents
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
 
 
 def _pid_alive(pid: int) -> bool:
@@ -120,7 +159,7 @@ def sweep_scratch(root: Path) -> int:
     for d in root.iterdir():
         m = re.match(r"(?:eval|score)-(\d+)-", d.name)
         if m and not _pid_alive(int(m.group(1))):
-            shutil.rmtree(d, ignore_errors=True)
+            remove_tree(d)
             removed += 1
     return removed
 
@@ -278,14 +317,18 @@ class Supervisor:
         logs: dict[str, bytes] = {}
         try:
             return self._evaluate(source, scratch, call, logs)
+        except Exception as e:   # a fault of ours or of the machine: one result, never a raise
+            return make_result(Status.CRASH, reason=f"the supervisor failed: {type(e).__name__}: "
+                               f"{str(e)[:200]}", fingerprint=self.fingerprint,
+                               sandbox=self.sandbox_desc, device=self.task.device)
         finally:
             verdict.discard(call.scorer)
             if log_dir is not None:
                 Path(log_dir).mkdir(parents=True, exist_ok=True)
                 for name, data in logs.items():
                     (Path(log_dir) / name).write_bytes(data)
-            shutil.rmtree(scratch, ignore_errors=True)
-            shutil.rmtree(scorer_dir, ignore_errors=True)
+            remove_tree(scratch)
+            remove_tree(scorer_dir)
 
     def _scorer_env(self, home: Path, extra: dict[str, str]) -> dict[str, str]:
         env = {k: os.environ[k] for k in ENV_KEEP if k in os.environ}
@@ -345,7 +388,6 @@ class Supervisor:
 
     def _spawn(self, scratch, call, logs, common, feeder, parent_sock, child_sock, out_f, err_f,
                cgroup):
-        task = self.task
         fd = child_sock.fileno()
 
         def prepare():
@@ -365,6 +407,15 @@ class Supervisor:
         finally:
             child_sock.close()
         feeder.start()
+        try:
+            return self._watch(proc, t_spawn, scratch, call, logs, common, feeder, parent_sock,
+                               out_f, err_f, cgroup)
+        finally:
+            sandbox.kill_session(proc.pid)      # on every path, an exception of ours included
+
+    def _watch(self, proc, t_spawn, scratch, call, logs, common, feeder, parent_sock, out_f,
+               err_f, cgroup) -> EvalResult:
+        task = self.task
         killed_for = None
         status_word = rusage = None
         next_check = 0.0

@@ -358,6 +358,28 @@ def test_no_state_can_be_kept_in_file_metadata(supervisor, tmp_path):
         shutil.rmtree(outside, ignore_errors=True)
 
 
+def test_a_deep_nest_of_directories_ends_in_a_result_and_is_removed(supervisor):
+    before = set(supervisor.scratch_root.iterdir())
+    r = run(supervisor, "deep_dirs")
+    assert r.status is Status.OK, r.summary()
+    assert set(supervisor.scratch_root.iterdir()) <= before      # scratch and scorer dirs gone
+    assert not leftover_processes(supervisor.scratch_root)
+
+
+def test_a_fault_of_the_supervisor_is_a_crash_result_not_an_exception(supervisor, monkeypatch):
+    from evolve.evaluation import supervisor as module
+
+    def broken(path):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(module, "_dir_size", broken)
+    before = set(supervisor.scratch_root.iterdir())
+    r = run(supervisor, "honest")
+    assert r.status is Status.CRASH and "the supervisor failed: RecursionError" in r.reason
+    assert set(supervisor.scratch_root.iterdir()) <= before
+    assert not leftover_processes(supervisor.scratch_root)       # the genome's tree was killed
+
+
 def test_a_scratch_directory_outside_tmp_stays_writable(prepared, autoevolve_home, monkeypatch):
     """The usual layout (~/.cache/autoevolve/scratch on the root filesystem, which the sandbox
     makes read-only around it): the genome can still write and export there."""
