@@ -102,6 +102,10 @@ PYTHON_OPS = frozenset({operator.getitem, operator.add, operator.sub, operator.m
 # adversary used view.dtype to unpack trained weights packed into an innocent-looking constant.
 _REINTERPRETING = {("aten::view", "dtype")}
 MAX_NODES = 20_000          # a GPT of depth 32 exports to a few thousand nodes
+# Float literals in node arguments are numbers export writes after the weights were sent: an
+# adversary fitted a 2,048-entry output bias after the snapshot and exported it as 2,048
+# literals. Honest seeds have 3 to 6 (norm epsilons, softcap, scales).
+MAX_FLOAT_LITERALS = 64
 # Arguments that make an otherwise pure op random: they must be literal "off".
 _DROPOUT_TRAIN_ARG = {"dropout": 2, "feature_dropout": 2, "alpha_dropout": 2}
 
@@ -161,6 +165,16 @@ def check_node(node) -> str | None:
            "is not allowed in a scored graph"
 
 
+def _float_literals(value) -> int:
+    if isinstance(value, float):
+        return 1
+    if isinstance(value, (list, tuple)):
+        return sum(_float_literals(v) for v in value)
+    if isinstance(value, dict):
+        return sum(_float_literals(v) for v in value.values())
+    return 0
+
+
 def check_program(ep) -> str | None:
     """None when every node of every graph of `ep` is allowed; otherwise the refusals.
 
@@ -179,6 +193,7 @@ def check_program(ep) -> str | None:
         # Every literal argument of a node is a few bytes that export writes after training:
         # a bound on nodes bounds what a graph can smuggle that way.
         return f"the graph has {nodes} nodes (at most {MAX_NODES})"
+    floats = 0
     for gm in ep.graph_module.modules():
         graph = getattr(gm, "graph", None)
         if not isinstance(graph, torch.fx.Graph):
@@ -187,6 +202,10 @@ def check_program(ep) -> str | None:
             problem = check_node(node)
             if problem and problem not in problems:
                 problems.append(problem)
+            floats += _float_literals((node.args, node.kwargs))
+    if floats > MAX_FLOAT_LITERALS:
+        problems.append(f"the graph holds {floats} float literals (at most {MAX_FLOAT_LITERALS}): "
+                        "keep learned values in parameters or buffers")
     if not problems:
         return None
     # Up to three distinct refusals, so the op that matters is named even behind a harmless one.

@@ -118,7 +118,7 @@ class Feeder(threading.Thread):
     def overtime_allowance(self, weight_bytes: int) -> float:
         """Seconds after the budget within which the weights must arrive: 1 % of the budget,
         one typical step (a step in flight when the budget ends is finished, as autoresearch
-        does), the copy of the weights at 1 GB/s, and 0.5 s of scheduling slack.
+        does), the copy of the weights at 1 GB/s (at most 2 s), and 0.5 s of scheduling slack.
 
         The genome decides when it asks for batches, so "one typical step" is the median gap
         between batches (the last one left out), needs three gaps, and is capped at 2 % of the
@@ -127,4 +127,6 @@ class Feeder(threading.Thread):
         gaps = sorted(b - a for a, b in zip(self.served[:-1], self.served[1:-1]))
         cap = max(0.02 * self.task.budget_s, 1.0)     # 1 s: short budgets on a busy machine
         step = min(gaps[len(gaps) // 2], cap) if len(gaps) >= 3 else 0.0
-        return 0.01 * self.task.budget_s + step + weight_bytes / 1e9 + 0.5
+        # The copy term is capped: an adversary padded its snapshot with 1.5 GB of unused
+        # tensors to buy itself 1.5 s more (2 s covers a 1 B-parameter bf16 model).
+        return 0.01 * self.task.budget_s + step + min(weight_bytes / 1e9, 2.0) + 0.5

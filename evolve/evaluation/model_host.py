@@ -56,7 +56,8 @@ REPLY = struct.Struct("<cBIII")         # tag, dtype code, rows, cols, vocab (or
 DTYPES = ("float32", "bfloat16", "float16", "float64")   # code = index
 MAX_PROGRAM = 16 * 2 ** 30              # bytes; the genome's files are capped at 4 GiB anyway
 ENV = "AUTOEVOLVE_MODEL_HOST"           # JSON: device, landlock, address_space_bytes
-MAX_LOOSE_CONSTANT_BYTES = 4096         # bytes of tensor constants not sent at submit
+MAX_LOOSE_CONSTANT_BYTES = 256          # bytes of tensor constants not sent at submit (honest
+                                        # seeds: 0; 4,096 carried a post-snapshot fp16 bias)
 
 
 def recv_exact(sock: socket.socket, n: int) -> bytearray | None:

@@ -421,6 +421,17 @@ def test_trained_values_hidden_in_constants_after_the_budget_are_invalid(supervi
     assert "not in the weights sent at submit" in r.reason, r.reason
 
 
+@pytest.mark.parametrize("mode, words", [
+    ("constant", "bytes of tensor constants"),
+    ("literals", "float literals"),
+])
+def test_values_computed_after_the_snapshot_cannot_hide_in_the_graph(supervisor, mode, words):
+    source = (ADVERSARIAL / "late_bias.py").read_text().replace("@MODE@", mode)
+    r = supervisor.evaluate(source)
+    assert r.status is Status.INVALID and r.val_bpb is None, r.summary()
+    assert words in r.reason, r.reason
+
+
 SLOW_FIRST_STEP = """
 import time
 import torch
