@@ -53,20 +53,20 @@ def test_honest_genome_scores_below_uniform(supervisor, honest):
     assert r.losses and r.fingerprint == supervisor.fingerprint
 
 
-def test_fake_printed_score_is_never_a_score(supervisor):
-    r = run(supervisor, "fake_score")
+def test_fake_printed_score_is_never_a_score(quick_supervisor):
+    r = run(quick_supervisor, "fake_score")
     assert r.status is Status.INVALID and r.val_bpb is None
     assert "submit" in r.reason
 
 
-def test_lookahead_model_is_a_cheat(supervisor):
-    r = run(supervisor, "lookahead")
+def test_lookahead_model_is_a_cheat(quick_supervisor):
+    r = run(quick_supervisor, "lookahead")
     assert r.status is Status.CHEAT and r.val_bpb is None
     assert "causality" in r.reason or "row probe" in r.reason
 
 
-def test_stateful_model_is_invalid(supervisor):
-    r = run(supervisor, "stateful")
+def test_stateful_model_is_invalid(quick_supervisor):
+    r = run(quick_supervisor, "stateful")
     assert r.status is Status.INVALID and "state" in r.reason, r.summary()
 
 
@@ -76,15 +76,15 @@ def test_nan_is_diverged(supervisor, name):
     assert r.status is Status.DIVERGED and r.val_bpb is None, r.summary()
 
 
-def test_crash_reports_the_exception_line(supervisor):
-    r = run(supervisor, "crash")
+def test_crash_reports_the_exception_line(quick_supervisor):
+    r = run(quick_supervisor, "crash")
     assert r.status is Status.CRASH
     assert r.reason == "ValueError: shapes do not match: 384 vs 512"
     assert "Traceback" in r.stderr_tail and r.exit_code == 1
 
 
-def test_segfault_reports_the_signal(supervisor):
-    r = run(supervisor, "segfault")
+def test_segfault_reports_the_signal(quick_supervisor):
+    r = run(quick_supervisor, "segfault")
     assert r.status is Status.CRASH and r.signal == "SIGSEGV"
 
 
@@ -106,16 +106,16 @@ def test_memory_bomb_without_an_address_limit_is_stopped_by_the_memory_cgroup(pr
     assert not list(Path("/sys/fs/cgroup/memory").glob(f"autoevolve-eval-{os.getpid()}-*"))
 
 
-def test_not_python_and_no_harness_are_refused_before_running(supervisor):
-    r = run(supervisor, "not_python")
+def test_not_python_and_no_harness_are_refused_before_running(quick_supervisor):
+    r = run(quick_supervisor, "not_python")
     assert r.status is Status.INVALID and "not valid Python" in r.reason
-    r = supervisor.evaluate("print('hello')\n")
+    r = quick_supervisor.evaluate("print('hello')\n")
     assert r.status is Status.INVALID and "harness" in r.reason
     assert r.total_seconds is None                        # no process was started
 
 
-def test_unexportable_model_is_invalid(supervisor):
-    r = run(supervisor, "no_export")
+def test_unexportable_model_is_invalid(quick_supervisor):
+    r = run(quick_supervisor, "no_export")
     assert r.status is Status.INVALID and "torch.export" in r.reason
 
 
@@ -195,8 +195,8 @@ def test_killed_supervisor_leaves_no_genome_and_scratch_is_swept(prepared, autoe
     assert sweep_scratch(scratch_root) >= 1              # the dead supervisor's directories
 
 
-def test_pickled_model_file_is_refused_before_loading(supervisor):
-    r = run(supervisor, "pickled_model")
+def test_pickled_model_file_is_refused_before_loading(quick_supervisor):
+    r = run(quick_supervisor, "pickled_model")
     assert r.status is Status.INVALID and r.val_bpb is None, r.summary()
     assert "pickle" in r.reason
 
@@ -222,11 +222,12 @@ def test_discarded_batches_do_not_raise_throughput(supervisor, honest):
 
     assert honest.status is Status.OK, honest.summary()
     assert honest.tokens_per_sec == pytest.approx(min(handed(honest), honest.model_tokens_per_sec))
-    for name in ("discard_batches", "discard_detached", "detach_eps", "buffer_hide"):
+    for name in ("discard_batches", "detach_eps", "buffer_hide"):
         r = run(supervisor, name)
         assert r.status is Status.OK, r.summary()
-        assert r.tokens_per_sec == r.model_tokens_per_sec          # the cap, not the claim
-        assert handed(r) > 3 * r.tokens_per_sec, (name, handed(r), r.tokens_per_sec)
+        # the cap, not the claim (the claim is 16x the rows trained on; on a slow start the
+        # cap may not bind, hence the min)
+        assert r.tokens_per_sec == pytest.approx(min(handed(r), r.model_tokens_per_sec))
         # The same model as the twin's, timed alike: a graph whose backward is nearly free
         # (detached, hidden in buffers) is charged three forward passes a training pass;
         # uncharged it would time ~3x faster.
@@ -286,19 +287,19 @@ def test_no_state_survives_and_nothing_else_is_visible(supervisor, tmp_path):
     ("sparse_lookahead", Status.CHEAT, "causality probe"),
     ("probe_aware_lookahead", Status.CHEAT, "causality probe"),
 ])
-def test_scorer_integrity_attack_gets_no_score(supervisor, name, status, words):
-    r = run(supervisor, name)
+def test_scorer_integrity_attack_gets_no_score(quick_supervisor, name, status, words):
+    r = run(quick_supervisor, name)
     assert r.status is status and r.val_bpb is None, r.summary()
     assert words in r.reason, r.reason
 
 
 @pytest.mark.parametrize("attack, words", [("sympy", "symbolic-shape"), ("guards", "guards_code")])
-def test_code_planted_in_the_archive_never_runs(supervisor, attack, words):
+def test_code_planted_in_the_archive_never_runs(quick_supervisor, attack, words):
     marker = Path("/tmp/autoevolve-archive-code-ran")
     marker.unlink(missing_ok=True)
     source = (ADVERSARIAL / "archive_code.py").read_text().replace(
         'ATTACK = "sympy"', f'ATTACK = "{attack}"')
-    r = supervisor.evaluate(source)
+    r = quick_supervisor.evaluate(source)
     assert r.status is Status.INVALID and r.val_bpb is None, r.summary()
     assert words in r.reason, r.reason
     assert not marker.exists()
@@ -329,7 +330,7 @@ def test_time_before_the_first_batch_is_bounded_by_what_imports_need(supervisor,
 
 
 @pytest.mark.skipif(not {"mountns"} <= set(sandbox.namespaces()[1]), reason="needs a mount namespace")
-def test_no_state_can_be_kept_in_file_metadata(supervisor, tmp_path):
+def test_no_state_can_be_kept_in_file_metadata(quick_supervisor, tmp_path):
     import shutil
     import tempfile
 
@@ -346,7 +347,7 @@ def test_no_state_can_be_kept_in_file_metadata(supervisor, tmp_path):
     try:
         source = (ADVERSARIAL / "metadata_carrier.py").read_text()
         source = source.replace("@TARGET@", str(target)).replace("@READABLE@", str(readable))
-        supervisor.evaluate(source, log_dir=tmp_path / "logs")
+        quick_supervisor.evaluate(source, log_dir=tmp_path / "logs")
         line = (tmp_path / "logs" / "stdout.txt").read_text().strip()
         assert line == "META chmod=refused setxattr=refused utime=refused chown=refused read=done", line
         after = target.stat()
@@ -358,26 +359,26 @@ def test_no_state_can_be_kept_in_file_metadata(supervisor, tmp_path):
         shutil.rmtree(outside, ignore_errors=True)
 
 
-def test_a_deep_nest_of_directories_ends_in_a_result_and_is_removed(supervisor):
-    before = set(supervisor.scratch_root.iterdir())
-    r = run(supervisor, "deep_dirs")
+def test_a_deep_nest_of_directories_ends_in_a_result_and_is_removed(quick_supervisor):
+    before = set(quick_supervisor.scratch_root.iterdir())
+    r = run(quick_supervisor, "deep_dirs")
     assert r.status is Status.OK, r.summary()
-    assert set(supervisor.scratch_root.iterdir()) <= before      # scratch and scorer dirs gone
-    assert not leftover_processes(supervisor.scratch_root)
+    assert set(quick_supervisor.scratch_root.iterdir()) <= before      # scratch and scorer dirs gone
+    assert not leftover_processes(quick_supervisor.scratch_root)
 
 
-def test_a_fault_of_the_supervisor_is_a_crash_result_not_an_exception(supervisor, monkeypatch):
+def test_a_fault_of_the_supervisor_is_a_crash_result_not_an_exception(quick_supervisor, monkeypatch):
     from evolve.evaluation import supervisor as module
 
     def broken(path):
         raise RecursionError("maximum recursion depth exceeded")
 
     monkeypatch.setattr(module, "_dir_size", broken)
-    before = set(supervisor.scratch_root.iterdir())
-    r = run(supervisor, "honest")
+    before = set(quick_supervisor.scratch_root.iterdir())
+    r = run(quick_supervisor, "honest")
     assert r.status is Status.CRASH and "the supervisor failed: RecursionError" in r.reason
-    assert set(supervisor.scratch_root.iterdir()) <= before
-    assert not leftover_processes(supervisor.scratch_root)       # the genome's tree was killed
+    assert set(quick_supervisor.scratch_root.iterdir()) <= before
+    assert not leftover_processes(quick_supervisor.scratch_root)       # the genome's tree was killed
 
 
 def test_a_scratch_directory_outside_tmp_stays_writable(prepared, autoevolve_home, monkeypatch):
@@ -403,10 +404,10 @@ def test_a_scratch_directory_outside_tmp_stays_writable(prepared, autoevolve_hom
 
 
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="the fixture uses x86_64 syscall numbers")
-def test_root_inside_the_sandbox_can_do_nothing_privileged(supervisor, tmp_path):
-    if "seccomp" not in supervisor.sandbox_desc:
+def test_root_inside_the_sandbox_can_do_nothing_privileged(quick_supervisor, tmp_path):
+    if "seccomp" not in quick_supervisor.sandbox_desc:
         pytest.skip("no seccomp/capability layer on this system")
-    supervisor.evaluate((ADVERSARIAL / "privileged_calls.py").read_text(), log_dir=tmp_path)
+    quick_supervisor.evaluate((ADVERSARIAL / "privileged_calls.py").read_text(), log_dir=tmp_path)
     line = (tmp_path / "stdout.txt").read_text().strip()
     assert line.startswith("CALLS "), line
     results = dict(item.split("=") for item in line.split()[1:])
@@ -415,8 +416,8 @@ def test_root_inside_the_sandbox_can_do_nothing_privileged(supervisor, tmp_path)
     assert set(results.values()) == {"refused"}, results
 
 
-def test_trained_values_hidden_in_constants_after_the_budget_are_invalid(supervisor):
-    r = run(supervisor, "late_constants")
+def test_trained_values_hidden_in_constants_after_the_budget_are_invalid(quick_supervisor):
+    r = run(quick_supervisor, "late_constants")
     assert r.status is Status.INVALID and r.val_bpb is None, r.summary()
     assert "not in the weights sent at submit" in r.reason, r.reason
 
@@ -425,9 +426,9 @@ def test_trained_values_hidden_in_constants_after_the_budget_are_invalid(supervi
     ("constant", "bytes of tensor constants"),
     ("literals", "float literals"),
 ])
-def test_values_computed_after_the_snapshot_cannot_hide_in_the_graph(supervisor, mode, words):
+def test_values_computed_after_the_snapshot_cannot_hide_in_the_graph(quick_supervisor, mode, words):
     source = (ADVERSARIAL / "late_bias.py").read_text().replace("@MODE@", mode)
-    r = supervisor.evaluate(source)
+    r = quick_supervisor.evaluate(source)
     assert r.status is Status.INVALID and r.val_bpb is None, r.summary()
     assert words in r.reason, r.reason
 
@@ -452,7 +453,7 @@ def test_a_first_step_longer_than_the_budget_is_charged_not_refused(supervisor):
 
 
 def test_a_first_step_is_allowed_what_imports_take_not_more(supervisor):
-    assert supervisor.startup_allowance < 10.0          # the fixture trains 10 s past the budget
+    assert supervisor.startup_allowance < 6.0           # the fixture trains 6 s past the budget
     r = run(supervisor, "first_batch_overtime")
     assert r.status is Status.INVALID and r.val_bpb is None, r.summary()
     assert "after the budget" in r.reason, r.reason
@@ -486,7 +487,7 @@ harness.submit(model)
 """
 
 
-def test_the_scored_weights_are_the_snapshot_not_the_exported_ones(supervisor):
-    r = supervisor.evaluate(SWAPPED_WEIGHTS)
+def test_the_scored_weights_are_the_snapshot_not_the_exported_ones(quick_supervisor):
+    r = quick_supervisor.evaluate(SWAPPED_WEIGHTS)
     assert r.status is Status.OK, r.summary()
-    assert r.val_bpb == pytest.approx(uniform_bpb(supervisor), rel=1e-4), r.summary()
+    assert r.val_bpb == pytest.approx(uniform_bpb(quick_supervisor), rel=1e-4), r.summary()
