@@ -56,6 +56,7 @@ ENV_KEEP = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "CUDA_VISIBLE_DEVICES", 
             "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES")
 MAX_PROCS = 256                      # processes in the genome's session before it is a fork bomb
 SCRATCH_LIMIT = 8 * 2 ** 30          # bytes the genome may write in its scratch directory
+MAX_SCRATCH_ENTRIES = 200_000        # files and directories in it (a walk of them takes ~0.2 s)
 LOG_KEEP = 2 ** 20                   # bytes of the genome's stdout/stderr kept for log_dir
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "B200": 2250e12, "A100": 312e12, "L40S": 362e12,
               "L4": 121e12, "A10": 125e12, "4090": 165e12}    # dense bf16, from vendor sheets
@@ -91,19 +92,25 @@ def _read_tail(f, max_bytes: int) -> bytes:
         return b""
 
 
-def _dir_size(path: Path) -> int:
-    """Bytes of the files under path, walked without recursion (a genome nested directories
-    1,100 deep and os.walk raised RecursionError) and without following links."""
-    total, stack = 0, [str(path)]
+def _dir_size(path: Path, max_entries: int | None = None) -> int:
+    """Bytes the tree under path takes on disk (allocated blocks of every entry, directories
+    and links included: an adversary filled 600 MB with empty directories that a sum of file
+    sizes saw as 1 KB), walked without recursion (a genome nested directories 1,100 deep and
+    os.walk raised RecursionError) and without following links. Past `max_entries` entries it
+    stops and returns SCRATCH_LIMIT + 1: that many files is a fault by itself."""
+    max_entries = MAX_SCRATCH_ENTRIES if max_entries is None else max_entries
+    total, entries, stack = 0, 0, [str(path)]
     while stack:
         try:
-            with os.scandir(stack.pop()) as entries:
-                for e in entries:
+            with os.scandir(stack.pop()) as listing:
+                for e in listing:
+                    entries += 1
+                    if entries > max_entries:
+                        return SCRATCH_LIMIT + 1
                     try:
+                        total += e.stat(follow_symlinks=False).st_blocks * 512
                         if e.is_dir(follow_symlinks=False):
                             stack.append(e.path)
-                        else:
-                            total += e.stat(follow_symlinks=False).st_size
                     except OSError:
                         pass
         except OSError:
@@ -536,7 +543,8 @@ class Supervisor:
         if killed_for == "procs":
             return done(Status.CRASH, f"more than {MAX_PROCS} processes (fork bomb); tree killed")
         if killed_for == "disk":
-            return done(Status.CRASH, f"wrote more than {SCRATCH_LIMIT >> 30} GiB of scratch files")
+            return done(Status.CRASH, f"wrote more than {SCRATCH_LIMIT >> 30} GiB or "
+                                      f"{MAX_SCRATCH_ENTRIES:,} files and directories in scratch")
         if feeder.diverged is not None:
             return done(Status.DIVERGED, f"training loss became {feeder.diverged}")
         model = scratch / "model.pt2"

@@ -7,8 +7,8 @@ between evaluations in the kernel keyring, slowed the machine's monotonic clock 
 host. `drop_capabilities` gives up every capability for good (bounding set, securebits locked);
 `apply_seccomp` refuses the syscalls a training script never needs (keyrings, clock and
 hostname changes, modules, mounts and namespaces, io_uring, bpf, perf, ptrace-like reads),
-socket families other than unix and IP, clone with a namespace flag, and setpriority on a whole
-user. x86_64 and aarch64; elsewhere the filter is reported missing.
+socket families other than IPv4 and IPv6 (pathname unix sockets reach the host), clone with a
+namespace flag, and setpriority on a whole user. x86_64 and aarch64; elsewhere the filter is reported missing.
 
 Nothing here decides a status. Run: imported by evolve.evaluation.sandbox.harden.
 """
@@ -95,8 +95,8 @@ _DENY = {
                 "lremovexattr": 15, "fremovexattr": 16, "setxattrat": 463,
                 "removexattrat": 466, "utimensat": 88, "fchownat": 54, "fchown": 55},
 }
-# Conditional rules: (syscall, numbers per arch): socket families other than unix and IP
-# (vsock, packet, netlink...), clone with a namespace flag, setpriority on a whole user.
+# Conditional rules: (syscall, numbers per arch): socket families other than IPv4 and IPv6
+# (unix, vsock, packet, netlink...), clone with a namespace flag, setpriority on a whole user.
 _SOCKET = {"x86_64": 41, "aarch64": 198}
 _CLONE = {"x86_64": 56, "aarch64": 220}
 _CLONE3 = {"x86_64": 435, "aarch64": 435}
@@ -124,7 +124,12 @@ def seccomp_program(arch: str) -> list[tuple[int, int, int, int]]:
              _bpf(RET, ERRNO | _EPERM), _bpf(LD, nr)]
     prog += [_bpf(JEQ, _SETPRIORITY[arch], 0, 4), _bpf(LD, arg0), _bpf(JEQ, 2, 0, 1),     # PRIO_USER
              _bpf(RET, ERRNO | _EPERM), _bpf(LD, nr)]
-    prog += [_bpf(JEQ, _SOCKET[arch], 0, 6), _bpf(LD, arg0), _bpf(JEQ, 1, 3, 0),          # AF_UNIX
+    # socket(): IPv4 and IPv6 only (in the genome's network namespace they reach nothing but
+    # its own loopback). No AF_UNIX: a pathname socket is a file on the host's filesystem that
+    # the network namespace does not cover and landlock cannot refuse to connect to; an
+    # adversary reached a listener on the host and carried state across evaluations. The
+    # harness channel and multiprocessing pipes come from socketpair(), not socket().
+    prog += [_bpf(JEQ, _SOCKET[arch], 0, 5), _bpf(LD, arg0),
              _bpf(JEQ, 2, 2, 0), _bpf(JEQ, 10, 1, 0), _bpf(RET, ERRNO | _EPERM), _bpf(LD, nr)]
     prog.append(_bpf(RET, ALLOW))
     return prog

@@ -367,6 +367,24 @@ def test_a_deep_nest_of_directories_ends_in_a_result_and_is_removed(quick_superv
     assert not leftover_processes(quick_supervisor.scratch_root)
 
 
+def test_empty_directories_count_against_the_scratch_limit(quick_supervisor, monkeypatch):
+    from evolve.evaluation import supervisor as module
+
+    monkeypatch.setattr(module, "MAX_SCRATCH_ENTRIES", 2_000)
+    r = run(quick_supervisor, "dir_fill")
+    assert r.status is Status.CRASH and "files and directories in scratch" in r.reason, r.summary()
+    assert not leftover_processes(quick_supervisor.scratch_root)
+
+
+def test_disk_use_counts_blocks_of_directories(tmp_path):
+    from evolve.evaluation.supervisor import SCRATCH_LIMIT, _dir_size
+
+    for i in range(50):
+        (tmp_path / f"d{i}").mkdir()
+    assert _dir_size(tmp_path) >= 50 * 512                 # sizes of files alone: 0
+    assert _dir_size(tmp_path, max_entries=10) == SCRATCH_LIMIT + 1
+
+
 def test_a_fault_of_the_supervisor_is_a_crash_result_not_an_exception(quick_supervisor, monkeypatch):
     from evolve.evaluation import supervisor as module
 
@@ -412,7 +430,9 @@ def test_root_inside_the_sandbox_can_do_nothing_privileged(quick_supervisor, tmp
     assert line.startswith("CALLS "), line
     results = dict(item.split("=") for item in line.split()[1:])
     assert set(results) == {"keyring", "adjtimex", "hostname", "mknod", "kmsg", "vsock",
-                            "unshare_user", "mincore", "fadvise", "shadow", "cgroup_procs"}, results
+                            "unix_socket", "socketpair", "unshare_user", "mincore", "fadvise",
+                            "shadow", "cgroup_procs"}, results
+    assert results.pop("socketpair") == "ok"          # pipes between a genome's own processes
     assert set(results.values()) == {"refused"}, results
 
 
