@@ -2,8 +2,9 @@
 
 task (the fixed constants of a setting), channel (the wire format between harness and
 supervisor), runner (the contained entry point of the genome's process), sandbox (isolation
-layers), syscalls (no capabilities, a seccomp filter), supervisor (one genome in, one
-EvalResult out, with the final clock), feeder (batches out, claims and the weights in), verdict
+layers), mounts (the genome's private, read-only view of the filesystem), syscalls (no
+capabilities, a seccomp filter), supervisor (one genome in, one EvalResult out, with the final
+clock), feeder (batches out, claims and the weights in), verdict
 (runs the scorer and accepts its record or not), scorer (val_bpb from the model's logits),
 model_host (the walled process that runs the exported model on inputs only), archive_check
 (what a .pt2 may contain before torch parses it), allowlist (the ops a scored graph may

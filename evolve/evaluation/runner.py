@@ -44,17 +44,17 @@ def main() -> None:
     if os.getpid() == 1:
         _reap_as_init()
     genome = sys.argv[1]
-    from evolve.evaluation import sandbox
+    from evolve.evaluation import mounts, sandbox
 
     sandbox.apply_rlimits(config.get("address_space_bytes"), int(config["file_size_bytes"]),
                           config.get("nproc"))
     # Private /tmp and /dev/shm (tmpfs in this evaluation's own mount namespace): writable,
     # since they vanish with it; multiprocessing's semaphores (torch.compile's workers) need it.
-    private = sandbox.mount_private_tmp(PRIVATE_TMP_BYTES, keep=config.get("read_roots", [])) \
+    private = mounts.mount_private_tmp(PRIVATE_TMP_BYTES, keep=config.get("read_roots", [])) \
         if config.get("private_tmp") else []
     if config.get("private_tmp"):
         # Everything else read-only: no chmod, xattr or access-time state outside scratch.
-        err = sandbox.readonly_mounts([os.getcwd(), *private])
+        err = mounts.readonly_mounts([os.getcwd(), *private])
         if err:
             print(f"evolve.evaluation.runner: sandbox failed: {err}", file=sys.stderr, flush=True)
             os._exit(70)
