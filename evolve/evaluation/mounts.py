@@ -97,18 +97,19 @@ def readonly_mounts(writable: list[str]) -> str | None:
             if libc.mount(path.encode(), path.encode(), None, flags, None) != 0:
                 return f"cannot bind {path}: {os.strerror(ctypes.get_errno())}"
     for point, opts in _mounts():
-        if point in keep or point == "/proc" or point.startswith("/proc/") or point == "/dev" \
+        carried = _MS_BIND | _MS_REMOUNT | _MS_NOSUID
+        for name, flag in _MOUNT_FLAGS.items():
+            if name in opts:
+                carried |= flag
+        if point in keep:                          # writable, but never setuid or devices
+            flags, what = carried | _MS_NODEV, "nosuid"
+        elif point == "/proc" or point.startswith("/proc/") or point == "/dev" \
                 or (point.startswith("/dev/") and point != "/dev/shm"):
-            if point in keep:                      # writable, but never setuid or devices
-                flags = _MS_BIND | _MS_REMOUNT | _MS_NOSUID | _MS_NODEV | \
-                    sum(v for k, v in _MOUNT_FLAGS.items() if k in opts and v != _MS_NOSUID
-                        and v != _MS_NODEV)
-                libc.mount(None, point.encode(), None, flags, None)
-            continue
-        flags = _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | \
-            sum(v for k, v in _MOUNT_FLAGS.items() if k in opts and v != _MS_NOSUID)
+            continue                               # devices, and the genome's own /proc
+        else:
+            flags, what = carried | _MS_RDONLY, "read-only"
         if libc.mount(None, point.encode(), None, flags, None) != 0 and \
-                "ro" not in opts:
-            return f"cannot make {point} read-only: {os.strerror(ctypes.get_errno())}"
+                not (what == "read-only" and "ro" in opts):
+            return f"cannot make {point} {what}: {os.strerror(ctypes.get_errno())}"
     os.chdir(cwd)       # the working directory now resolves through its writable bind
     return None

@@ -111,9 +111,10 @@ class EvalResult:
         return "\n".join(lines)
 
 
-_FLOAT_FIELDS = ("val_bpb", "tokens_per_sec", "training_seconds", "total_seconds",
-                 "startup_seconds", "scoring_seconds", "peak_memory_mb", "mfu",
-                 "model_tokens_per_sec", "device_memory_mb")
+# Real-valued fields: finite or None here, REAL columns in the archive (evolve.search.archive).
+FLOAT_FIELDS = ("val_bpb", "tokens_per_sec", "training_seconds", "total_seconds",
+                "startup_seconds", "scoring_seconds", "peak_memory_mb", "mfu",
+                "model_tokens_per_sec", "device_memory_mb")
 
 
 def finite_or_none(x: Any) -> float | None:
@@ -135,7 +136,7 @@ def make_result(status: Status, **fields: Any) -> EvalResult:
     """
     status = Status(status)
     raw_bpb = fields.get("val_bpb")
-    for name in _FLOAT_FIELDS:
+    for name in FLOAT_FIELDS:
         if name in fields:
             fields[name] = finite_or_none(fields[name])
     for name in ("num_params", "tokens", "exit_code"):

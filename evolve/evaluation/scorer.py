@@ -340,14 +340,12 @@ def score(job: dict, host: "ModelProcess | None" = None) -> dict:
         reason = probes.verdict("state", change, tol)
         if reason:
             return {"status": "invalid", "num_params": num_params, "reason": reason}
-        t_speed = time.monotonic()
         try:
             speed, speed_problem = model_tokens_per_sec(host, x_all[:B]), None
         except ModelFailure as f:
             if f.status == "timeout":
                 raise
             speed, speed_problem = None, f.reason
-        speed_seconds = time.monotonic() - t_speed
     except ModelFailure as f:
         return {"status": f.status, "reason": f.reason, "num_params": num_params}
     finally:
@@ -357,7 +355,7 @@ def score(job: dict, host: "ModelProcess | None" = None) -> dict:
     bpb = nats / (math.log(2) * nbytes)
     out = {"status": "ok", "val_bpb": bpb, "num_params": num_params, "eval_bytes": nbytes,
            "probe_max_change": worst, "probe_rows": sum(len(r.rows) for r in plan if r.kind == "causal"),
-           "model_tokens_per_sec": speed, "speed_seconds": speed_seconds,
+           "model_tokens_per_sec": speed,
            "scoring_seconds": time.monotonic() - t_start}
     if speed_problem:
         out["speed_problem"] = speed_problem

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from evolve.evaluation.result import EvalResult
+from evolve.evaluation.result import FLOAT_FIELDS, EvalResult
 
 FORMAT = "autoevolve-archive/1"
 FILENAME = "archive.sqlite"
@@ -37,13 +37,10 @@ _EVAL_COLUMNS = ("status", "reason", "val_bpb", "tokens_per_sec", "training_seco
                  "total_seconds", "startup_seconds", "scoring_seconds", "peak_memory_mb",
                  "num_params", "mfu", "tokens", "exit_code", "signal", "stderr_tail", "losses",
                  "device", "sandbox", "fingerprint", "model_tokens_per_sec", "device_memory_mb")
-_REAL_COLUMNS = ("val_bpb", "tokens_per_sec", "training_seconds", "total_seconds",
-                 "startup_seconds", "scoring_seconds", "peak_memory_mb", "mfu",
-                 "model_tokens_per_sec", "device_memory_mb")
 
 
 def _column_type(name: str) -> str:
-    return "REAL" if name in _REAL_COLUMNS else \
+    return "REAL" if name in FLOAT_FIELDS else \
         "INTEGER" if name in ("num_params", "tokens", "exit_code") else "TEXT"
 
 
