@@ -97,12 +97,22 @@ def _dir_size(path: Path, max_entries: int | None = None) -> int:
     and links included: an adversary filled 600 MB with empty directories that a sum of file
     sizes saw as 1 KB), walked without recursion (a genome nested directories 1,100 deep and
     os.walk raised RecursionError) and without following links. Past `max_entries` entries it
-    stops and returns SCRATCH_LIMIT + 1: that many files is a fault by itself."""
+    stops and returns SCRATCH_LIMIT + 1: that many files is a fault by itself. So does a
+    directory it cannot list (a path past PATH_MAX hid 257 MB from a walk that skipped what it
+    could not open), except one the genome removed meanwhile."""
+    import errno
+
     max_entries = MAX_SCRATCH_ENTRIES if max_entries is None else max_entries
     total, entries, stack = 0, 0, [str(path)]
     while stack:
         try:
-            with os.scandir(stack.pop()) as listing:
+            listing = os.scandir(stack.pop())
+        except OSError as err:
+            if err.errno in (errno.ENOENT, errno.ENOTDIR):
+                continue
+            return SCRATCH_LIMIT + 1
+        try:
+            with listing:
                 for e in listing:
                     entries += 1
                     if entries > max_entries:
@@ -111,8 +121,9 @@ def _dir_size(path: Path, max_entries: int | None = None) -> int:
                         total += e.stat(follow_symlinks=False).st_blocks * 512
                         if e.is_dir(follow_symlinks=False):
                             stack.append(e.path)
-                    except OSError:
-                        pass
+                    except OSError as err:
+                        if err.errno not in (errno.ENOENT, errno.ENOTDIR):
+                            return SCRATCH_LIMIT + 1
         except OSError:
             pass
     return total
@@ -120,7 +131,8 @@ def _dir_size(path: Path, max_entries: int | None = None) -> int:
 
 def remove_tree(path: Path) -> None:
     """Remove a directory the genome wrote into, whatever it made there: no recursion (deep
-    nests), no link followed, directories it made unreadable opened up first. Best effort."""
+    nests), no link followed, directories it made unreadable opened up first; what a path
+    string cannot reach (past PATH_MAX) goes with `rm -rf`. Best effort."""
     stack, dirs = [str(path)], []
     while stack:
         d = stack.pop()
@@ -146,6 +158,10 @@ def remove_tree(path: Path) -> None:
             os.rmdir(d)
         except OSError:
             pass
+    if os.path.lexists(path):                # paths past PATH_MAX: GNU rm walks by descriptor
+        subprocess.run(["rm", "-rf", "--one-file-system", "--", str(path)],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=False)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -544,7 +560,8 @@ class Supervisor:
             return done(Status.CRASH, f"more than {MAX_PROCS} processes (fork bomb); tree killed")
         if killed_for == "disk":
             return done(Status.CRASH, f"wrote more than {SCRATCH_LIMIT >> 30} GiB or "
-                                      f"{MAX_SCRATCH_ENTRIES:,} files and directories in scratch")
+                                      f"{MAX_SCRATCH_ENTRIES:,} files and directories in scratch, "
+                                      "or paths too long to measure")
         if feeder.diverged is not None:
             return done(Status.DIVERGED, f"training loss became {feeder.diverged}")
         model = scratch / "model.pt2"

@@ -7,8 +7,8 @@ between evaluations in the kernel keyring, slowed the machine's monotonic clock 
 host. `drop_capabilities` gives up every capability for good (bounding set, securebits locked);
 `apply_seccomp` refuses the syscalls a training script never needs (keyrings, clock and
 hostname changes, modules, mounts and namespaces, io_uring, bpf, perf, ptrace-like reads),
-socket families other than IPv4 and IPv6 (pathname unix sockets reach the host), clone with a
-namespace flag, and setpriority on a whole user. x86_64 and aarch64; elsewhere the filter is reported missing.
+socket families other than IPv4 and IPv6 (pathname unix sockets reach the host), socketpairs
+other than streams, clone with a namespace flag, and setpriority on a whole user. x86_64 and aarch64; elsewhere the filter is reported missing.
 
 Nothing here decides a status. Run: imported by evolve.evaluation.sandbox.harden.
 """
@@ -98,6 +98,7 @@ _DENY = {
 # Conditional rules: (syscall, numbers per arch): socket families other than IPv4 and IPv6
 # (unix, vsock, packet, netlink...), clone with a namespace flag, setpriority on a whole user.
 _SOCKET = {"x86_64": 41, "aarch64": 198}
+_SOCKETPAIR = {"x86_64": 53, "aarch64": 199}
 _CLONE = {"x86_64": 56, "aarch64": 220}
 _CLONE3 = {"x86_64": 435, "aarch64": 435}
 _SETPRIORITY = {"x86_64": 141, "aarch64": 140}
@@ -131,6 +132,12 @@ def seccomp_program(arch: str) -> list[tuple[int, int, int, int]]:
     # harness channel and multiprocessing pipes come from socketpair(), not socket().
     prog += [_bpf(JEQ, _SOCKET[arch], 0, 5), _bpf(LD, arg0),
              _bpf(JEQ, 2, 2, 0), _bpf(JEQ, 10, 1, 0), _bpf(RET, ERRNO | _EPERM), _bpf(LD, nr)]
+    # socketpair(): SOCK_STREAM only (type & 0xF == 1, flags such as SOCK_CLOEXEC aside). An
+    # unconnected datagram socket of a pair can sendto() a pathname unix socket on the host:
+    # an adversary reached a host listener that way once socket(AF_UNIX) was refused.
+    ALU_AND = 0x54
+    prog += [_bpf(JEQ, _SOCKETPAIR[arch], 0, 5), _bpf(LD, arg0 + 8), _bpf(ALU_AND, 0xF),
+             _bpf(JEQ, 1, 1, 0), _bpf(RET, ERRNO | _EPERM), _bpf(LD, nr)]
     prog.append(_bpf(RET, ALLOW))
     return prog
 

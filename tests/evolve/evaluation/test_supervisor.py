@@ -167,7 +167,7 @@ def test_snooping_genome_reaches_no_data_secret_or_harness(supervisor, prepared,
 
 
 def test_killed_supervisor_leaves_no_genome_and_scratch_is_swept(prepared, autoevolve_home):
-    from evolve.evaluation.supervisor import Supervisor, sweep_scratch
+    from evolve.evaluation.supervisor import sweep_scratch
 
     script = (
         "import sys; from pathlib import Path\n"
@@ -376,6 +376,14 @@ def test_empty_directories_count_against_the_scratch_limit(quick_supervisor, mon
     assert not leftover_processes(quick_supervisor.scratch_root)
 
 
+def test_a_path_too_long_to_measure_ends_the_run_and_is_removed(quick_supervisor):
+    before = set(quick_supervisor.scratch_root.iterdir())
+    r = run(quick_supervisor, "long_path")
+    assert r.status is Status.CRASH and "paths too long to measure" in r.reason, r.summary()
+    assert set(quick_supervisor.scratch_root.iterdir()) <= before
+    assert not leftover_processes(quick_supervisor.scratch_root)
+
+
 def test_disk_use_counts_blocks_of_directories(tmp_path):
     from evolve.evaluation.supervisor import SCRATCH_LIMIT, _dir_size
 
@@ -431,23 +439,22 @@ def test_root_inside_the_sandbox_can_do_nothing_privileged(quick_supervisor, tmp
     results = dict(item.split("=") for item in line.split()[1:])
     assert set(results) == {"keyring", "adjtimex", "hostname", "mknod", "kmsg", "vsock",
                             "unix_socket", "socketpair", "unshare_user", "mincore", "fadvise",
-                            "shadow", "cgroup_procs"}, results
+                            "shadow", "cgroup_procs", "setxattr", "utime", "chown",
+                            "dgram_pair"}, results
     assert results.pop("socketpair") == "ok"          # pipes between a genome's own processes
     assert set(results.values()) == {"refused"}, results
 
 
-def test_trained_values_hidden_in_constants_after_the_budget_are_invalid(quick_supervisor):
-    r = run(quick_supervisor, "late_constants")
-    assert r.status is Status.INVALID and r.val_bpb is None, r.summary()
-    assert "not in the weights sent at submit" in r.reason, r.reason
-
-
-@pytest.mark.parametrize("mode, words", [
-    ("constant", "bytes of tensor constants"),
-    ("literals", "float literals"),
+@pytest.mark.parametrize("name, mode, words", [
+    ("late_constants", None, "not in the weights sent at submit"),
+    ("late_bias", "constant", "bytes of tensor constants"),
+    ("late_bias", "literals", "float literals"),
 ])
-def test_values_computed_after_the_snapshot_cannot_hide_in_the_graph(quick_supervisor, mode, words):
-    source = (ADVERSARIAL / "late_bias.py").read_text().replace("@MODE@", mode)
+def test_values_computed_after_the_snapshot_cannot_hide_in_the_graph(quick_supervisor, name,
+                                                                     mode, words):
+    source = (ADVERSARIAL / f"{name}.py").read_text()
+    if mode:
+        source = source.replace("@MODE@", mode)
     r = quick_supervisor.evaluate(source)
     assert r.status is Status.INVALID and r.val_bpb is None, r.summary()
     assert words in r.reason, r.reason
@@ -464,6 +471,25 @@ for step, (x, y) in enumerate(harness.train_batches(8)):
         time.sleep(harness.BUDGET_S + 1.5)      # a cold first step longer than the whole budget
 harness.submit(model)
 """
+
+
+LATE_SUBMIT = """
+import time
+import torch
+from evolve import harness
+
+model = torch.nn.Embedding(harness.VOCAB_SIZE, harness.VOCAB_SIZE)
+for x, y in harness.train_batches(8):
+    pass
+time.sleep(0.25)                                # inside the allowance, after the budget
+harness.submit(model)
+"""
+
+
+def test_time_between_the_budget_and_the_weights_is_charged_as_training(supervisor):
+    r = supervisor.evaluate(LATE_SUBMIT)
+    assert r.status is Status.OK, r.summary()
+    assert r.training_seconds >= supervisor.task.budget_s + 0.2, r.summary()
 
 
 def test_a_first_step_longer_than_the_budget_is_charged_not_refused(supervisor):
