@@ -4,7 +4,8 @@
 completion order (not submission order), so the engine can write each result to the archive
 the moment it exists. Implementations must:
 
-- never raise for anything a genome does (the supervisor turns it into an EvalResult);
+- never raise for anything a genome does (the supervisor turns it into an EvalResult), and turn
+  a fault of the evaluating code itself into a CRASH result rather than end the run;
 - run at most `slots` evaluations at once and say which slot ran each one (`worker`);
 - be usable from one thread (the engine's); internal threads are their own business.
 
@@ -22,7 +23,7 @@ import queue
 import time
 from typing import Callable, Iterable, Iterator, Protocol
 
-from evolve.evaluation.result import EvalResult
+from evolve.evaluation.result import EvalResult, Status, make_result
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +75,11 @@ class LocalMap:
             env = {"CUDA_VISIBLE_DEVICES": gpu} if gpu else {}
             started = time.time()
             report = (lambda phase, f: self.progress(key, phase, f)) if self.progress else None
-            result = self.supervisor.evaluate(source, progress=report, env=env)
+            try:
+                result = self.supervisor.evaluate(source, progress=report, env=env)
+            except Exception as e:           # a fault in trusted code: a value, not a dead run
+                result = make_result(Status.CRASH, reason=(
+                    f"the evaluation failed in the supervisor: {e.__class__.__name__}: {e}"))
             return Done(key, result, f"cuda:{gpu}" if gpu else "cpu", started, time.time())
         finally:
             free.put(gpu)
