@@ -228,16 +228,26 @@ def cmd_run(args) -> int:
             return _fail(f"{run_dir} already holds a run; use --resume {run_dir} or another --run-dir")
     # Everything that can refuse the start is checked before data is prepared or the run
     # directory is made, so a failed start costs seconds and leaves nothing behind.
-    if task.device == "cuda" and not visible_gpus():
+    if task.device == "cuda" and not visible_gpus() and not args.cluster:
         return _fail("the task is on cuda but no GPU is visible (CUDA_VISIBLE_DEVICES, drivers); "
                      "use --device cpu to run on the CPU")
+    cluster = None
+    if args.cluster:
+        from evolve.search.cluster import ClusterError, connect
+
+        try:
+            cluster = connect(args.cluster, task)
+        except ClusterError as e:
+            return _fail(str(e))
     proposer, err = _proposer(args, config, log)
     if err:
+        _close_cluster(cluster)
         return _fail(err)
     data = ensure_prepared(task, log=log)
     if not isinstance(data, PreparedData):
         if proposer is not None:
             proposer.close()
+        _close_cluster(cluster)
         return _fail(data)
     fingerprint = task.fingerprint(data.fingerprint)
     if args.resume:
@@ -257,14 +267,22 @@ def cmd_run(args) -> int:
             return _fail(str(e))
         log(f"run directory: {run_dir}  (resume with: python -m evolve --resume {run_dir})")
     try:
-        emap = LocalMap(Supervisor(task, data))
+        if cluster is not None:
+            from evolve.search.cluster import DaskMap
+
+            emap = DaskMap(cluster[0], task, fingerprint, cluster=cluster[1])
+            cluster = None                   # the map closes it from here on
+        else:
+            emap = LocalMap(Supervisor(task, data))
     except ValueError as e:
         archive.close()
         if proposer is not None:
             proposer.close()
+        _close_cluster(cluster)
         return _fail(str(e))
     log(f"{config.strategy}: population {config.population}, generations {config.generations}, "
-        f"budget {task.budget_s:g} s on {task.device} x{emap.slots}, {len(seeds)} seed(s)")
+        f"budget {task.budget_s:g} s on {task.device} x{emap.slots}"
+        + (f" (Dask cluster {args.cluster})" if args.cluster else "") + f", {len(seeds)} seed(s)")
     tty = sys.stderr.isatty()
     engine = Engine(archive, emap, config, seeds, log=log, show_progress=tty,
                     progress_lines=not tty, proposer=proposer, on_generation=_plots(run_dir))
@@ -273,12 +291,30 @@ def cmd_run(args) -> int:
     except KeyboardInterrupt:
         log(f"stopped; every finished evaluation is saved. Resume with: python -m evolve --resume {run_dir}")
         return 130
+    except Exception as e:
+        from evolve.search.cluster import ClusterError
+
+        if not isinstance(e, ClusterError):
+            raise
+        log(f"stopped: {e}. Every finished evaluation is saved; resume with: "
+            f"python -m evolve --resume {run_dir} --cluster {args.cluster}")
+        return 1
     finally:
         archive.close()
         if proposer is not None:
             proposer.close()
+        if hasattr(emap, "close"):
+            emap.close()
     _report_best(run_dir)
     return code
+
+
+def _close_cluster(cluster) -> None:
+    """Close a (client, cluster) pair that a failed start opened."""
+    if cluster is not None:
+        cluster[0].close()
+        if cluster[1] is not None:
+            cluster[1].close()
 
 
 def _llm_flags_problem(args) -> str | None:
@@ -399,6 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rng-seed", type=int, default=None, help="seed of the search's random stream")
     parser.add_argument("--max-failed-generations", type=int, default=None, metavar="K",
                         help="stop after K generations in a row where every evaluation failed (3)")
+    parser.add_argument("--cluster", default=None, metavar="ADDRESS",
+                        help="evaluate on a Dask cluster: a scheduler (tcp://HOST:8786) or local:N "
+                             "worker processes (needs pip install -e '.[cluster]')")
     llm = parser.add_argument_group("language-model operators (endpoint and key from "
                                     "OPENAI_BASE_URL and OPENAI_API_KEY)")
     llm.add_argument("--llm-model", default=None, metavar="NAME[:W],...",

@@ -1,22 +1,16 @@
-"""The engine on a real (tiny) CPU task: a whole run, reuse of evaluated genomes, kill -9 and
-resume, and the pieces of selection."""
+"""The engine on a real (tiny) CPU task: a whole run, reuse of evaluated genomes and the pieces
+of selection. Kill -9 and resume through the CLI: tests/evolve/search/test_cluster.py."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import sqlite3
-import subprocess
-import sys
-import time
 
 import pytest
 
 from evolve.search.archive import Archive
 from evolve.search.engine import Engine, EngineConfig, Fitness, Individual, hypervolume
 from evolve.inspect.run import load_run, pareto_mask
-from tests.conftest import REPO, TINY, small_task
+from tests.conftest import TINY, small_task
 
 
 def make_engine(run_dir, supervisor, config, logs, on_generation=None):
@@ -80,55 +74,6 @@ def test_planned_genomes_already_evaluated_are_reused(small_run, fast_supervisor
     assert engine.run() == 0
     assert engine.archive.eval_count() == before         # no evaluation at all
     assert "(+0, 2 reused)" in logs[-1]
-
-
-def test_kill_9_then_resume_runs_nothing_twice(prepared, autoevolve_home, tmp_path):
-    run_dir = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "evolve", "--population", "2", "--generations", "0",
-           "--budget", "1", "--device", "cpu", "--vocab-size", "512", "--seed", str(TINY),
-           "--no-confirm", "--run-dir", str(run_dir)]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "AUTOEVOLVE_HOME": str(autoevolve_home)}
-    p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
-    db = run_dir / "archive.sqlite"
-    deadline = time.monotonic() + 240
-    rows = []
-    while time.monotonic() < deadline and p.poll() is None:
-        if db.exists():
-            try:
-                with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
-                    rows = c.execute("SELECT eval_id, genome_id, kind, val_bpb FROM evals").fetchall()
-            except sqlite3.Error:
-                rows = []
-        if len(rows) >= 1:
-            break
-        time.sleep(0.1)
-    assert p.poll() is None and len(rows) >= 1, "the run ended before it could be killed"
-    p.send_signal(signal.SIGKILL)                         # mid-generation 0: 1 of 2 evaluated
-    p.wait()
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
-        before = c.execute("SELECT eval_id, genome_id, kind, val_bpb FROM evals").fetchall()
-    r = subprocess.run([sys.executable, "-m", "evolve", "--resume", str(run_dir)], cwd=REPO,
-                       env=env, capture_output=True, text=True, timeout=400)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "gen 0/0" in r.stderr
-    # said at once, before anything runs: what was found and what is left
-    done = len([row for row in before if row[2] == "eval"])
-    lines = r.stderr.strip().splitlines()
-    at = next(i for i, line in enumerate(lines) if line.startswith("resuming: "))
-    assert lines[at].startswith("resuming: 0 generation(s) finished") and \
-        f"generation 0: {done} of 2 evaluated, {2 - done} left" in lines[at], lines[at]
-    assert not any(line.startswith("gen ") for line in lines[:at])
-    gen0 = next(line for line in r.stderr.splitlines() if line.startswith("gen 0/0"))
-    assert f"{done} kept from before the resume, 0 reused" in gen0, gen0
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
-        after = c.execute("SELECT eval_id, genome_id, kind, val_bpb FROM evals").fetchall()
-        gens = c.execute("SELECT generation FROM generations WHERE population IS NOT NULL").fetchall()
-    assert after[:len(before)] == before                   # every finished evaluation kept
-    evals = [g for _, g, kind, _ in after if kind == "eval"]
-    assert len(evals) == len(set(evals))                   # and none run again
-    assert [g for (g,) in gens] == [0]
-    assert len(after) > len(before)
 
 
 def test_nsga2_pieces():

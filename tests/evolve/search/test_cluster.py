@@ -1,0 +1,193 @@
+"""Evaluations on a Dask cluster (evolve.search.cluster) beyond the map conformance suite:
+worker death and re-runs, data that differs on a worker, a scheduler that goes away, and a
+real run through the CLI on a LocalCluster of 2 worker processes, killed (-9) and resumed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import REPO, TINY, leftover_processes, small_task
+from tests.evolve.search.map_fakes import fake_on_worker, marks
+
+pytest.importorskip("distributed")
+
+CPU = {"device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def fragile(prepared):
+    """Two workers; an evaluation may kill one worker and is then re-run, a second kill ends it.
+    Started after the data is prepared: workers inherit AUTOEVOLVE_HOME."""
+    from evolve.search.cluster import connect
+
+    client, cluster = connect("local:2", type("T", (), {"device": "cpu"})(), allowed_failures=1)
+    yield client
+    client.close()
+    cluster.close()
+
+
+def _map(client, **kw):
+    from evolve.search.cluster import DaskMap
+
+    return DaskMap(client, kw.pop("task", CPU), kw.pop("fingerprint", "f" * 16), **kw)
+
+
+def _wait_for(path, n=1, timeout=30.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        names = os.listdir(path)
+        if len(names) >= n:
+            return names
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {n} starts in {path}")
+
+
+def test_a_worker_killed_mid_evaluation_is_rerun_elsewhere(fragile, tmp_path):
+    started, done = tmp_path / "started", tmp_path / "done"
+    started.mkdir(), done.mkdir()
+    stream = _map(fragile, evaluate=fake_on_worker).imap(
+        [("k", f"name=k;sleep=3;bpb=1.5;marks={done};started={started}")])
+    first = []
+
+    def kill_first_worker():
+        name = _wait_for(started)[0]
+        first.append(int(name.split(".")[1]))
+        os.kill(first[0], signal.SIGKILL)            # the worker process, mid-evaluation
+
+    import threading
+
+    t = threading.Thread(target=kill_first_worker)
+    t.start()
+    result = [d.result for d in stream]
+    t.join()
+    assert len(result) == 1 and result[0].ok and result[0].val_bpb == 1.5
+    pids = {int(n.split(".")[1]) for n in os.listdir(started)}
+    assert len(pids) == 2 and first[0] in pids       # started twice, on two worker processes
+    assert [m[0] for m in marks(done)] == ["k"]      # finished once
+
+
+def test_an_evaluation_that_kills_every_worker_ends_as_a_crash(fragile, tmp_path):
+    done = {d.key: d.result for d in _map(fragile, evaluate=fake_on_worker).imap(
+        [("killer", "name=killer;sleep=0.5;die=1"), ("a", "name=a;sleep=0.2;bpb=1.25"),
+         ("b", "name=b;sleep=0.2;bpb=1.5")])}
+    assert done["killer"].status.value == "crash"
+    assert done["killer"].reason.startswith("killed 2 workers"), done["killer"].reason
+    assert done["a"].ok and done["b"].ok
+
+
+def test_a_worker_on_other_data_stops_the_run_with_one_line(fragile):
+    from evolve.search.cluster import WorkerDataError
+
+    task = small_task(budget_s=1.0)
+    with pytest.raises(WorkerDataError, match="data fingerprint differs from the run's"):
+        list(_map(fragile, task=task, fingerprint="0" * 16).imap([("g", TINY.read_text())]))
+    other = small_task(budget_s=1.0, dataset="climbmix")
+    with pytest.raises(WorkerDataError, match="data not prepared: .*python -m evolve prepare"):
+        list(_map(fragile, task=other).imap([("g", TINY.read_text())]))
+
+
+def test_a_scheduler_that_goes_away_ends_the_map_with_one_line(tmp_path):
+    from distributed import Client
+
+    from evolve.search.cluster import ClusterLost
+
+    code = ("from distributed import LocalCluster; import time\n"
+            "c = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)\n"
+            "print(c.scheduler_address, flush=True); time.sleep(600)\n")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        client = Client(p.stdout.readline().strip(), timeout="20s")
+        stream = _map(client, evaluate=fake_on_worker).imap(
+            [("fast", "name=fast;sleep=0.1"), ("slow", "name=slow;sleep=30")])
+        assert next(stream).key == "fast"
+        os.killpg(p.pid, signal.SIGKILL)
+        t = time.monotonic()
+        with pytest.raises(ClusterLost, match="scheduler went away"):
+            next(stream)
+        assert time.monotonic() - t < 20
+        client.close()
+    finally:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.wait()
+
+
+def test_a_cluster_run_killed_then_resumed_runs_nothing_twice(prepared, autoevolve_home, tmp_path):
+    """The CLI on `--cluster local:2` (real supervisors on two worker processes): kill -9 of the
+    driver mid-generation leaves no genome running; the resume says at once what it found,
+    keeps every finished evaluation, runs none twice and finishes the generation. (The engine's
+    resume does not depend on the map, so this is also the kill -9 test of the local map's.)"""
+    run_dir = tmp_path / "on-dask"
+    cmd = [sys.executable, "-m", "evolve", "--population", "3", "--generations", "0",
+           "--budget", "1", "--device", "cpu", "--vocab-size", "512", "--seed", str(TINY),
+           "--no-confirm", "--run-dir", str(run_dir), "--cluster", "local:2"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "AUTOEVOLVE_HOME": str(autoevolve_home)}
+    p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+    db = run_dir / "archive.sqlite"
+    deadline, rows = time.monotonic() + 240, []
+    while time.monotonic() < deadline and p.poll() is None and not rows:
+        if db.exists():
+            try:
+                with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+                    rows = c.execute("SELECT genome_id FROM evals").fetchall()
+            except sqlite3.Error:
+                rows = []
+        time.sleep(0.1)
+    assert p.poll() is None and rows, "the run ended before it could be killed"
+    p.send_signal(signal.SIGKILL)                     # the driver only: its workers must follow
+    p.wait()
+    deadline = time.monotonic() + 30
+    while leftover_processes(autoevolve_home / "scratch") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not leftover_processes(autoevolve_home / "scratch")
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+        before = c.execute("SELECT eval_id, genome_id, worker FROM evals").fetchall()
+    r = subprocess.run([sys.executable, "-m", "evolve", "--resume", str(run_dir), "--cluster",
+                        "local:2"], cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "(Dask cluster local:2)" in r.stderr
+    # said at once, before anything runs: what was found and what is left
+    done = len(before)
+    lines = r.stderr.strip().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("resuming: "))
+    assert lines[at].startswith("resuming: 0 generation(s) finished") and \
+        f"generation 0: {done} of 3 evaluated, {3 - done} left" in lines[at], lines[at]
+    assert not any(line.startswith("gen ") for line in lines[:at])
+    gen0 = next(line for line in lines if line.startswith("gen 0/0"))
+    assert f"{done} kept from before the resume, 0 reused" in gen0, gen0
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+        after = c.execute("SELECT eval_id, genome_id, worker FROM evals").fetchall()
+        statuses = [s for (s,) in c.execute("SELECT status FROM evals")]
+    assert after[:len(before)] == before and len(after) > len(before)
+    assert len({g for _, g, _ in after}) == len(after)        # none evaluated twice
+    assert all(w.startswith("tcp://") for _, _, w in after), after
+    assert "ok" in statuses, statuses
+
+
+def test_a_worker_whose_sandbox_shares_the_network_refuses(prepared, monkeypatch):
+    """Without a network namespace a genome could connect to the scheduler on loopback and
+    have Dask run its code outside the sandbox: such a worker evaluates nothing."""
+    from evolve.evaluation import supervisor as sup_mod
+    from evolve.search import cluster
+
+    class NoNamespaces(sup_mod.Supervisor):
+        def __init__(self, task, data):
+            super().__init__(task, data, use_pidns=False)
+
+    monkeypatch.setattr(sup_mod, "Supervisor", NoNamespaces)
+    monkeypatch.setattr(cluster, "_SUPERVISORS", {})
+    task = small_task(budget_s=1.0)
+    with pytest.raises(cluster.WorkerDataError, match="no network namespace"):
+        cluster._supervisor(task.to_dict(), task.fingerprint(prepared.fingerprint))
+    assert cluster._SUPERVISORS == {}
