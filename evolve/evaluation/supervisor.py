@@ -48,6 +48,8 @@ from evolve.data.prepare import PreparedData
 from evolve.data.sources import stdlib_hidden_paths
 from evolve.evaluation.feeder import FILE_LIMIT, Feeder
 from evolve.evaluation.result import EvalResult, Status, finite_or_none, make_result
+from evolve.evaluation import scratch as scratch_dirs
+from evolve.evaluation.scratch import _dir_size, _pid_alive, _read_tail, remove_tree, sweep_scratch
 from evolve.evaluation.task import Task, home_dir
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]     # holds evolve/ and kernels/
@@ -55,8 +57,6 @@ ENV_KEEP = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "CUDA_VISIBLE_DEVICES", 
             "LD_LIBRARY_PATH", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TRITON_INTERPRET",
             "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES")
 MAX_PROCS = 256                      # processes in the genome's session before it is a fork bomb
-SCRATCH_LIMIT = 8 * 2 ** 30          # bytes the genome may write in its scratch directory
-MAX_SCRATCH_ENTRIES = 200_000        # files and directories in it (a walk of them takes ~0.2 s)
 LOG_KEEP = 2 ** 20                   # bytes of the genome's stdout/stderr kept for log_dir
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "B200": 2250e12, "A100": 312e12, "L40S": 362e12,
               "L4": 121e12, "A10": 125e12, "4090": 165e12}    # dense bf16, from vendor sheets
@@ -80,111 +80,6 @@ def _snapshot(root: Path) -> dict[Path, bytes]:
         for p in sorted((root / pkg).rglob("*.py")):
             files[p] = p.read_bytes()
     return files
-
-
-def _read_tail(f, max_bytes: int) -> bytes:
-    """The last max_bytes of an open file, read through its descriptor (never by path)."""
-    try:
-        f.seek(0, os.SEEK_END)
-        f.seek(max(0, f.tell() - max_bytes))
-        return f.read(max_bytes)
-    except OSError:
-        return b""
-
-
-def _dir_size(path: Path, max_entries: int | None = None) -> int:
-    """Bytes the tree under path takes on disk (allocated blocks of every entry, directories
-    and links included: an adversary filled 600 MB with empty directories that a sum of file
-    sizes saw as 1 KB), walked without recursion (a genome nested directories 1,100 deep and
-    os.walk raised RecursionError) and without following links. Past `max_entries` entries it
-    stops and returns SCRATCH_LIMIT + 1: that many files is a fault by itself. So does a
-    directory it cannot list (a path past PATH_MAX hid 257 MB from a walk that skipped what it
-    could not open), except one the genome removed meanwhile."""
-    import errno
-
-    max_entries = MAX_SCRATCH_ENTRIES if max_entries is None else max_entries
-    total, entries, stack = 0, 0, [str(path)]
-    while stack:
-        try:
-            listing = os.scandir(stack.pop())
-        except OSError as err:
-            if err.errno in (errno.ENOENT, errno.ENOTDIR):
-                continue
-            return SCRATCH_LIMIT + 1
-        try:
-            with listing:
-                for e in listing:
-                    entries += 1
-                    if entries > max_entries:
-                        return SCRATCH_LIMIT + 1
-                    try:
-                        total += e.stat(follow_symlinks=False).st_blocks * 512
-                        if e.is_dir(follow_symlinks=False):
-                            stack.append(e.path)
-                    except OSError as err:
-                        if err.errno not in (errno.ENOENT, errno.ENOTDIR):
-                            return SCRATCH_LIMIT + 1
-        except OSError:
-            pass
-    return total
-
-
-def remove_tree(path: Path) -> None:
-    """Remove a directory the genome wrote into, whatever it made there: no recursion (deep
-    nests), no link followed, directories it made unreadable opened up first; what a path
-    string cannot reach (past PATH_MAX) goes with `rm -rf`. Best effort."""
-    stack, dirs = [str(path)], []
-    while stack:
-        d = stack.pop()
-        dirs.append(d)
-        try:
-            os.chmod(d, 0o700)
-        except OSError:
-            pass
-        try:
-            with os.scandir(d) as entries:
-                for e in entries:
-                    try:
-                        if e.is_dir(follow_symlinks=False):
-                            stack.append(e.path)
-                        else:
-                            os.unlink(e.path)
-                    except OSError:
-                        pass
-        except OSError:
-            pass
-    for d in reversed(dirs):                 # children before their parents
-        try:
-            os.rmdir(d)
-        except OSError:
-            pass
-    if os.path.lexists(path):                # paths past PATH_MAX: GNU rm walks by descriptor
-        subprocess.run(["rm", "-rf", "--one-file-system", "--", str(path)],
-                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, check=False)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
-def sweep_scratch(root: Path) -> int:
-    """Remove scratch directories left by supervisors that died (their pid is gone)."""
-    removed = 0
-    if not root.is_dir():
-        return 0
-    for d in root.iterdir():
-        m = re.match(r"(?:eval|score)-(\d+)-", d.name)
-        if m and not _pid_alive(int(m.group(1))):
-            remove_tree(d)
-            removed += 1
-    return removed
 
 
 def _can_harden() -> bool:
@@ -462,7 +357,7 @@ class Supervisor:
                 next_check = now + 0.5
                 if len(sandbox.session_members(proc.pid)) > MAX_PROCS:
                     killed_for = "procs"
-                elif _dir_size(scratch) > SCRATCH_LIMIT:
+                elif _dir_size(scratch) > scratch_dirs.SCRATCH_LIMIT:
                     killed_for = "disk"
             if t0 is None:
                 call.progress("starting", 0.0)
@@ -559,8 +454,8 @@ class Supervisor:
         if killed_for == "procs":
             return done(Status.CRASH, f"more than {MAX_PROCS} processes (fork bomb); tree killed")
         if killed_for == "disk":
-            return done(Status.CRASH, f"wrote more than {SCRATCH_LIMIT >> 30} GiB or "
-                                      f"{MAX_SCRATCH_ENTRIES:,} files and directories in scratch, "
+            return done(Status.CRASH, f"wrote more than {scratch_dirs.SCRATCH_LIMIT >> 30} GiB or "
+                                      f"{scratch_dirs.MAX_SCRATCH_ENTRIES:,} files and directories in scratch, "
                                       "or paths too long to measure")
         if feeder.diverged is not None:
             return done(Status.DIVERGED, f"training loss became {feeder.diverged}")

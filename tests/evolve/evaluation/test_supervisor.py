@@ -167,7 +167,7 @@ def test_snooping_genome_reaches_no_data_secret_or_harness(supervisor, prepared,
 
 
 def test_killed_supervisor_leaves_no_genome_and_scratch_is_swept(prepared, autoevolve_home):
-    from evolve.evaluation.supervisor import sweep_scratch
+    from evolve.evaluation.scratch import sweep_scratch
 
     script = (
         "import sys; from pathlib import Path\n"
@@ -368,7 +368,7 @@ def test_a_deep_nest_of_directories_ends_in_a_result_and_is_removed(quick_superv
 
 
 def test_empty_directories_count_against_the_scratch_limit(quick_supervisor, monkeypatch):
-    from evolve.evaluation import supervisor as module
+    from evolve.evaluation import scratch as module
 
     monkeypatch.setattr(module, "MAX_SCRATCH_ENTRIES", 2_000)
     r = run(quick_supervisor, "dir_fill")
@@ -385,7 +385,7 @@ def test_a_path_too_long_to_measure_ends_the_run_and_is_removed(quick_supervisor
 
 
 def test_disk_use_counts_blocks_of_directories(tmp_path):
-    from evolve.evaluation.supervisor import SCRATCH_LIMIT, _dir_size
+    from evolve.evaluation.scratch import SCRATCH_LIMIT, _dir_size
 
     for i in range(50):
         (tmp_path / f"d{i}").mkdir()
