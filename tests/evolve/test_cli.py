@@ -20,7 +20,7 @@ def evolve(*args, home=None):
 
 def test_eval_json_of_an_honest_genome(prepared, autoevolve_home):
     p = evolve("eval", str(ADVERSARIAL / "honest.py"), "--device", "cpu", "--vocab-size", "512",
-               "--budget", "3", "--json", home=autoevolve_home)
+               "--budget", "1", "--json", home=autoevolve_home)
     assert p.returncode == 0, p.stderr
     d = json.loads(p.stdout)
     for key in ("status", "val_bpb", "tokens_per_sec", "training_seconds", "total_seconds",

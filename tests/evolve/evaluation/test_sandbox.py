@@ -28,7 +28,7 @@ sys.path.insert(0, sys.argv[1])
 from tests.conftest import small_task
 from evolve.data.prepare import ensure_prepared
 from evolve.evaluation.supervisor import Supervisor
-task = small_task()
+task = small_task(budget_s=1.0)
 sup = Supervisor(task, ensure_prepared(task, progress=False), memory_limit_bytes=3 * 2 ** 30)
 r = sup.evaluate(Path(sys.argv[2]).read_text())
 print(json.dumps({"status": r.status.value, "sandbox": r.sandbox, "val_bpb": r.val_bpb}))

@@ -88,10 +88,10 @@ def test_segfault_reports_the_signal(quick_supervisor):
     assert r.status is Status.CRASH and r.signal == "SIGSEGV"
 
 
-def test_memory_bomb_is_oom(supervisor):
-    r = run(supervisor, "membomb")
+def test_memory_bomb_is_oom(quick_supervisor):
+    r = run(quick_supervisor, "membomb")
     assert r.status is Status.OOM, r.summary()
-    assert run(supervisor, "honest").ok                  # the next genome runs normally
+    assert run(quick_supervisor, "honest").ok            # the next genome runs normally
 
 
 def test_memory_bomb_without_an_address_limit_is_stopped_by_the_memory_cgroup(prepared):
@@ -210,7 +210,7 @@ def test_forged_submit_message_does_not_inflate_throughput(supervisor):
     assert r.training_seconds > 0.05
 
 
-def test_discarded_batches_do_not_raise_throughput(supervisor, honest):
+def test_discarded_batches_do_not_raise_throughput(quick_supervisor, honest):
     """Asking for 16x the rows a step trains on multiplies the tokens handed out per second;
     the recorded tokens/s is capped by the scorer's timing of the submitted model, which is the
     honest twin's model, also when the exported graph cuts its gradients to look cheap to
@@ -223,7 +223,7 @@ def test_discarded_batches_do_not_raise_throughput(supervisor, honest):
     assert honest.status is Status.OK, honest.summary()
     assert honest.tokens_per_sec == pytest.approx(min(handed(honest), honest.model_tokens_per_sec))
     for name in ("discard_batches", "detach_eps", "buffer_hide"):
-        r = run(supervisor, name)
+        r = run(quick_supervisor, name)          # the model's timing does not need a long run
         assert r.status is Status.OK, r.summary()
         # the cap, not the claim (the claim is 16x the rows trained on; on a slow start the
         # cap may not bind, hence the min)
