@@ -38,7 +38,7 @@ from evolve.search.workers import Done
 
 ALLOWED_FAILURES = 3          # worker deaths one evaluation may cause before it is a crash
 CONNECT_TIMEOUT_S = 10        # reaching the scheduler at start
-LOST_AFTER_S = 30             # no scheduler for this long during a run: the cluster is lost
+PROGRESS_TOPIC = "autoevolve-progress"   # Dask event topic of the workers' phase reports
 
 
 class ClusterError(Exception):
@@ -85,27 +85,86 @@ def connect(spec: str, task, allowed_failures: int = ALLOWED_FAILURES,
     except ValueError as e:
         raise ClusterError(str(e)) from None
     if kind == "local":
-        if task.device == "cuda":
-            raise ClusterError("--cluster local:N runs the CPU task; on one machine's GPUs the "
-                               "default map already runs one evaluation per GPU")
-        # Why: each worker runs one evaluation at a time, so its genome gets an equal share of
-        # the cores as intra-op threads instead of all of them competing for every core.
-        threads = max(1, (os.cpu_count() or 1) // value)
-        kwargs = dict(n_workers=value, threads_per_worker=1, processes=True,
-                      dashboard_address=None, env={"OMP_NUM_THREADS": str(threads),
-                                                   "MKL_NUM_THREADS": str(threads)})
-        kwargs.update(local_kwargs or {})
-        try:
-            with dask.config.set({"distributed.scheduler.allowed-failures": allowed_failures}):
-                cluster = LocalCluster(**kwargs)
-                return Client(cluster), cluster
-        except Exception as e:
-            raise ClusterError(f"--cluster {spec}: the local cluster did not start ({e})") from None
+        return _checked(*_local(dask, LocalCluster, Client, spec, value, task, allowed_failures,
+                                local_kwargs))
     try:
-        return Client(value, timeout=f"{CONNECT_TIMEOUT_S}s"), None
+        client = Client(value, timeout=f"{CONNECT_TIMEOUT_S}s")
     except Exception as e:
         raise ClusterError(f"--cluster {spec}: cannot reach the Dask scheduler "
                            f"({e.__class__.__name__}: {str(e)[:120]})") from None
+    return _checked(client, None)
+
+
+def _local(dask, LocalCluster, Client, spec: str, n: int, task, allowed_failures: int,
+           local_kwargs: dict | None):
+    """A LocalCluster of n one-thread worker processes and its client."""
+    if task.device == "cuda":
+        raise ClusterError("--cluster local:N runs the CPU task; on one machine's GPUs the "
+                           "default map already runs one evaluation per GPU")
+    # Why: each worker runs one evaluation at a time, so its genome gets an equal share of
+    # the cores as intra-op threads instead of all of them competing for every core.
+    threads = max(1, (os.cpu_count() or 1) // n)
+    kwargs = dict(n_workers=n, threads_per_worker=1, processes=True,
+                  dashboard_address=None, env={"OMP_NUM_THREADS": str(threads),
+                                               "MKL_NUM_THREADS": str(threads)})
+    kwargs.update(local_kwargs or {})
+    try:
+        with dask.config.set({"distributed.scheduler.allowed-failures": allowed_failures}):
+            cluster = LocalCluster(**kwargs)
+            return Client(cluster), cluster
+    except Exception as e:
+        raise ClusterError(f"--cluster {spec}: the local cluster did not start ({e})") from None
+
+
+def code_hash() -> str:
+    """A hash of the code that decides a score and that a genome imports (evolve/evaluation,
+    evolve/data, evolve/harness.py, kernels/): machines that differ in it do not score alike."""
+    import hashlib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    files = sorted([*(root / "evolve" / "evaluation").glob("*.py"), *(root / "evolve" / "data").glob("*.py"),
+                    root / "evolve" / "harness.py", *(root / "kernels").rglob("*.py")])
+    h = hashlib.sha256()
+    for f in files:
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def _probe() -> str:
+    """Run on the scheduler and each worker: the code hash of the autoevolve found there."""
+    return code_hash()
+
+
+def _checked(client, cluster):
+    """(client, cluster) once the scheduler and every worker load the driver's autoevolve code;
+    else both closed and ClusterError naming the first that does not. (Workers that join
+    later are not checked here.)"""
+    mine = code_hash()
+    try:
+        problems = []
+        try:
+            theirs = client.run_on_scheduler(_probe)
+            if theirs != mine:
+                problems.append(f"the scheduler runs other autoevolve code ({theirs}, here {mine})")
+        except Exception as e:
+            problems.append(f"the scheduler cannot load autoevolve ({e.__class__.__name__}: "
+                            f"{(str(e).splitlines() or [''])[0][:120]})")
+        for worker, theirs in client.run(_probe, on_error="return").items():
+            if isinstance(theirs, BaseException):
+                problems.append(f"worker {worker} cannot load autoevolve "
+                                f"({theirs.__class__.__name__}: {str(theirs)[:120]})")
+            elif theirs != mine:
+                problems.append(f"worker {worker} runs other autoevolve code ({theirs}, here {mine})")
+    except Exception as e:
+        problems = [f"the cluster did not answer ({e.__class__.__name__}: {str(e)[:120]})"]
+    if problems:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+        raise ClusterError(problems[0] + "; install the same checkout on the scheduler and "
+                           "every worker (pip install -e '.[cluster]')")
+    return client, cluster
 
 
 # -- the worker side ---------------------------------------------------------------------------
@@ -120,6 +179,21 @@ def _worker_name() -> str:
         return get_worker().address
     except Exception:
         return f"pid {os.getpid()}"
+
+
+def _memory_share() -> int | None:
+    """Host memory for one genome's tree on this worker: Dask's memory limit of the worker
+    (the host's memory divided among the workers started on it), so that several genomes on
+    one host cannot together push it into its OOM killer, which might pick another genome;
+    capped at the supervisor's default of 3/4 of the host. None when not on a worker."""
+    try:
+        from distributed import get_worker
+
+        limit = get_worker().memory_manager.memory_limit
+    except Exception:
+        return None
+    host = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.75)
+    return min(host, int(limit)) if limit else None
 
 
 def _supervisor(task_dict: dict, fingerprint: str):
@@ -150,7 +224,7 @@ def _supervisor(task_dict: dict, fingerprint: str):
                 f"in the run; {data.root}): prepare the same dataset and vocabulary on it "
                 f"(python -m evolve prepare --dataset {task.dataset} --vocab-size "
                 f"{task.vocab_size}) or remove it")
-        sup = Supervisor(task, data)
+        sup = Supervisor(task, data, memory_limit_bytes=_memory_share())
         if "netns" not in sup.sandbox_desc.split("+"):
             # Why: a Dask scheduler and its workers run any function a connected client sends
             # them. A genome that shares the host's network could connect to them (loopback)
@@ -163,7 +237,31 @@ def _supervisor(task_dict: dict, fingerprint: str):
         return sup
 
 
-def evaluate_on_worker(task_dict: dict, fingerprint: str, source: str):
+def _reporter(key: str):
+    """The supervisor's progress callback on a worker: each change of the shown phase
+    ("training 45%", "scoring") goes to the driver as a Dask event (none when not on a worker)."""
+    from evolve.search.progress import describe
+
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except Exception:
+        return None
+    last = [""]
+
+    def report(phase: str, fraction: float) -> None:
+        text = describe(phase, fraction)
+        if text != last[0]:
+            last[0] = text
+            try:
+                worker.log_event(PROGRESS_TOPIC, {"key": key, "phase": phase, "fraction": fraction})
+            except Exception:               # progress is a courtesy; the evaluation goes on
+                pass
+    return report
+
+
+def evaluate_on_worker(task_dict: dict, fingerprint: str, source: str, key: str = ""):
     """One evaluation on this worker: (EvalResult, worker name, started, finished)."""
     from evolve.search.workers import visible_gpus
 
@@ -176,8 +274,22 @@ def evaluate_on_worker(task_dict: dict, fingerprint: str, source: str):
         env = {"CUDA_VISIBLE_DEVICES": gpus[0]}
         name += f" cuda:{gpus[0]}"
     started = time.time()
-    result = sup.evaluate(source, env=env)
+    result = sup.evaluate(source, progress=_reporter(key), env=env)
     return result, name, started, time.time()
+
+
+def _guarded(evaluate, task_dict: dict, fingerprint: str, source: str, key: str):
+    """Runs `evaluate` on the worker; a fault of the evaluating code is a CRASH value there (as
+    the local map makes it), so that any exception the driver sees comes from Dask itself."""
+    started = time.time()
+    try:
+        return evaluate(task_dict, fingerprint, source, key)
+    except WorkerDataError:
+        raise
+    except Exception as e:
+        return (make_result(Status.CRASH, reason=(
+            f"the evaluation failed on its worker: {e.__class__.__name__}: {str(e)[:200]}")),
+            _worker_name(), started, time.time())
 
 
 # -- the driver side ---------------------------------------------------------------------------
@@ -194,6 +306,7 @@ class DaskMap:
         self.evaluate = evaluate
         self.resources = {"GPU": 1} if self.task_dict.get("device") == "cuda" else None
         self.slots = self._slots()
+        self.progress: Callable[[str, str, float], None] | None = None   # (key, phase, fraction)
         if self.slots < 1:
             raise ValueError("the Dask cluster has no worker that can run this task"
                              + (" (none offers the resource GPU=1)" if self.resources else ""))
@@ -231,13 +344,25 @@ class DaskMap:
             while queue and len(pending) < max(1, self._slots()):
                 key, source = queue.popleft()
                 # pure=False and a unique name: never deduplicated or cached by Dask.
-                fut = self.client.submit(self.evaluate, self.task_dict, self.fingerprint, source,
+                fut = self.client.submit(_guarded, self.evaluate, self.task_dict,
+                                         self.fingerprint, source, key,
                                          key=f"evolve-eval-{key}-{run}", pure=False,
                                          resources=self.resources)
                 pending[fut.key] = fut
                 meta[fut.key] = (key, time.time())
                 stream.add(fut)
 
+        progress = self.progress
+        if progress is not None:
+            running = {k for k, _ in jobs}
+
+            def on_event(event) -> None:
+                msg = event[1]
+                # Only this map's evaluations still running: a late report would bring back
+                # one that has finished.
+                if isinstance(msg, dict) and msg.get("key") in running:
+                    progress(msg["key"], str(msg.get("phase")), float(msg.get("fraction", 0)))
+            self.client.subscribe_topic(PROGRESS_TOPIC, on_event)
         top_up()
         try:
             # Results are gathered as each task finishes and the future is released at once:
@@ -248,9 +373,16 @@ class DaskMap:
                     value = value[1]         # (type, exception, traceback)
                 fut.release()
                 done = self._done(value, *meta[fut.key])
+                if progress is not None:
+                    running.discard(done.key)
                 top_up()
                 yield done
         finally:
+            if progress is not None:
+                try:
+                    self.client.unsubscribe_topic(PROGRESS_TOPIC)
+                except Exception:
+                    pass
             if pending:                     # Ctrl-C or an error: nothing left runs on
                 try:
                     self.client.cancel(list(pending.values()), force=True)
@@ -275,8 +407,12 @@ class DaskMap:
             raise ClusterLost(f"the Dask scheduler went away ({value.__class__.__name__}); every "
                               "finished evaluation is recorded")
         else:
-            result = make_result(Status.CRASH, reason=(
-                f"the evaluation failed on its worker: {value.__class__.__name__}: {str(value)[:200]}"))
+            # Not the genome (the supervisor turns all it does into a result, and _guarded any
+            # fault of its own): Dask could not run the task at all, e.g. a scheduler or worker
+            # without this package. Charging it to the genome would fail every evaluation.
+            first = (str(value).strip().splitlines() or [""])[0][:200]
+            raise ClusterError(f"the cluster cannot run evaluations ({value.__class__.__name__}: "
+                               f"{first}); is autoevolve installed on the scheduler and workers?")
         return Done(key, result, "dask", submitted, time.time())
 
     def close(self) -> None:

@@ -57,7 +57,7 @@ class FakeSupervisor:
         return behave(source, env)
 
 
-def fake_on_worker(task_dict: dict, fingerprint: str, source: str):
+def fake_on_worker(task_dict: dict, fingerprint: str, source: str, key: str = ""):
     """DaskMap's evaluate, faked: the same (result, worker, started, finished) shape."""
     started = time.time()
     result = behave(source)

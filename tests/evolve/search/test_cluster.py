@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests.conftest import REPO, TINY, leftover_processes, small_task
-from tests.evolve.search.map_fakes import fake_on_worker, marks
+from tests.evolve.search.map_fakes import fake_on_worker
 
 pytest.importorskip("distributed")
 
@@ -49,28 +49,51 @@ def _wait_for(path, n=1, timeout=30.0) -> list[str]:
     raise AssertionError(f"fewer than {n} starts in {path}")
 
 
-def test_a_worker_killed_mid_evaluation_is_rerun_elsewhere(fragile, tmp_path):
-    started, done = tmp_path / "started", tmp_path / "done"
-    started.mkdir(), done.mkdir()
-    stream = _map(fragile, evaluate=fake_on_worker).imap(
-        [("k", f"name=k;sleep=3;bpb=1.5;marks={done};started={started}")])
-    first = []
-
-    def kill_first_worker():
-        name = _wait_for(started)[0]
-        first.append(int(name.split(".")[1]))
-        os.kill(first[0], signal.SIGKILL)            # the worker process, mid-evaluation
-
+def test_a_worker_killed_mid_evaluation_is_rerun_elsewhere(fragile, prepared, autoevolve_home):
+    """A real evaluation whose worker process is killed while the genome trains: its genome
+    dies with it, the evaluation runs again on a worker and is recorded once, and the phases
+    reach the driver as they happen."""
     import threading
 
-    t = threading.Thread(target=kill_first_worker)
+    from evolve.search.cluster import evaluate_on_worker
+
+    task = small_task(budget_s=2.0)
+    emap = _map(fragile, task=task, fingerprint=task.fingerprint(prepared.fingerprint),
+                evaluate=evaluate_on_worker)
+    phases, killed = [], []
+    emap.progress = lambda key, phase, fraction: phases.append((key, phase))
+
+    def kill_the_training_worker():
+        deadline = time.monotonic() + 120
+        while ("g", "training") not in phases and time.monotonic() < deadline:
+            time.sleep(0.05)
+        busy = [w for w, keys in fragile.processing().items() if keys]
+        pids = fragile.run(os.getpid, workers=busy)
+        killed.extend(pids.values())
+        for pid in pids.values():
+            os.kill(pid, signal.SIGKILL)              # the worker, mid-training
+
+    t = threading.Thread(target=kill_the_training_worker)
     t.start()
-    result = [d.result for d in stream]
+    done = list(emap.imap([("g", TINY.read_text())]))
     t.join()
-    assert len(result) == 1 and result[0].ok and result[0].val_bpb == 1.5
-    pids = {int(n.split(".")[1]) for n in os.listdir(started)}
-    assert len(pids) == 2 and first[0] in pids       # started twice, on two worker processes
-    assert [m[0] for m in marks(done)] == ["k"]      # finished once
+    assert len(killed) == 1
+    assert len(done) == 1 and done[0].result.ok, done[0].result.summary()
+    assert done[0].worker.startswith("tcp://")
+    assert phases.count(("g", "starting")) == 2, phases     # started twice
+    assert ("g", "scoring") in phases, phases
+    assert not leftover_processes(autoevolve_home / "scratch")
+    # each genome tree gets its worker's share of the host's memory, not 3/4 of all of it
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    shares = fragile.run(_genome_memory_limits)
+    limits = [m for per_worker in shares.values() for m in per_worker]
+    assert limits and all(0 < m <= ram / 2 for m in limits), shares
+
+
+def _genome_memory_limits() -> list[int]:
+    from evolve.search import cluster
+
+    return [s.host_memory for s in cluster._SUPERVISORS.values()]
 
 
 def test_an_evaluation_that_kills_every_worker_ends_as_a_crash(fragile, tmp_path):
@@ -182,8 +205,8 @@ def test_a_worker_whose_sandbox_shares_the_network_refuses(prepared, monkeypatch
     from evolve.search import cluster
 
     class NoNamespaces(sup_mod.Supervisor):
-        def __init__(self, task, data):
-            super().__init__(task, data, use_pidns=False)
+        def __init__(self, task, data, **kw):
+            super().__init__(task, data, use_pidns=False, **kw)
 
     monkeypatch.setattr(sup_mod, "Supervisor", NoNamespaces)
     monkeypatch.setattr(cluster, "_SUPERVISORS", {})
@@ -191,3 +214,14 @@ def test_a_worker_whose_sandbox_shares_the_network_refuses(prepared, monkeypatch
     with pytest.raises(cluster.WorkerDataError, match="no network namespace"):
         cluster._supervisor(task.to_dict(), task.fingerprint(prepared.fingerprint))
     assert cluster._SUPERVISORS == {}
+
+
+def test_workers_with_other_autoevolve_code_are_refused_at_start(monkeypatch):
+    """connect() asks the scheduler and every worker for the hash of the code that decides a
+    score: a worker that runs other code (another checkout, or none) is refused before the run
+    starts, with one line naming it."""
+    from evolve.search import cluster
+
+    monkeypatch.setattr(cluster, "code_hash", lambda: "0" * 16)   # the driver's own, changed
+    with pytest.raises(cluster.ClusterError, match=r"worker tcp://\S+ runs other autoevolve code"):
+        cluster.connect("local:1", type("T", (), {"device": "cpu"})())
