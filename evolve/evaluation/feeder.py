@@ -2,8 +2,8 @@
 
 A thread per evaluation that serves training batches from the supervisor's packer, starts the
 budget clock at the first batch, stops serving when the budget is spent or the genome says it
-submitted, counts the tokens it hands out, records what the harness reports (losses, device
-memory, a non-finite loss) and receives the weights snapshot that harness.submit sends first,
+submitted, counts the tokens it hands out, records what the harness reports (losses, placed on
+the budget by this thread's clock; device memory; a non-finite loss) and receives the weights snapshot that harness.submit sends first,
 timing its arrival. The overtime rule (how late the weights may come) lives here beside the
 data it needs; the supervisor applies it. Everything the genome sends is a claim except the
 times, which are this thread's own clock. It decides no status.
@@ -37,6 +37,7 @@ class Feeder(threading.Thread):
         self.diverged: float | None = None    # the non-finite loss the harness reported
         self.device_mem_mb: float | None = None
         self.losses: list[tuple[int, float]] = []
+        self.curve: list[tuple[float, float]] = []   # (progress by this clock, loss) per report
         self.served: list[float] = []         # monotonic times at which batches were handed out
         self.weights: tuple[bytes, bytes] | None = None   # (JSON header, tensor data)
         self.weights_at: float | None = None  # when the last byte of the weights arrived
@@ -76,6 +77,10 @@ class Feeder(threading.Thread):
                     step, loss = fields
                     if math.isfinite(loss):
                         self.losses.append((int(step), float(loss)))
+                        # The loss is the genome's claim; where it falls in the budget is ours.
+                        t0 = self.t0
+                        self.curve.append((0.0 if t0 is None else
+                                           round((now - t0) / self.task.budget_s, 4), float(loss)))
                 elif tag == b"M":
                     ok = math.isfinite(fields[0]) and fields[0] >= 0
                     self.device_mem_mb = fields[0] if ok else None

@@ -59,6 +59,9 @@ class EvalResult:
     signal: str | None = None                # e.g. "SIGSEGV" when the genome died of a signal
     stderr_tail: str = ""                    # last lines of the genome's stderr when not OK
     losses: tuple[tuple[int, float], ...] = ()  # (step, loss) reported through harness.log
+    curve: tuple[tuple[float, float], ...] = ()  # (progress, loss): the same losses placed on
+                                             # the budget (0..1) by the supervisor's clock when
+                                             # each report arrived; the loss is the genome's claim
     device: str = ""                         # "cpu", "cuda" or the GPU's name
     sandbox: str = ""                        # which isolation layers were active
     fingerprint: str = ""                    # data + tokenizer + task constants; never compare across
@@ -71,6 +74,7 @@ class EvalResult:
         d = dataclasses.asdict(self)
         d["status"] = self.status.value
         d["losses"] = [list(p) for p in self.losses]
+        d["curve"] = [list(p) for p in self.curve]
         return d
 
     @classmethod
@@ -79,6 +83,7 @@ class EvalResult:
         kw = {k: v for k, v in d.items() if k in known}
         kw["status"] = Status(kw["status"])
         kw["losses"] = tuple((int(s), float(x)) for s, x in kw.get("losses", ()))
+        kw["curve"] = tuple((float(p), float(x)) for p, x in kw.get("curve", ()) or ())
         return make_result(**kw)
 
     def summary(self) -> str:

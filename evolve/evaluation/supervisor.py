@@ -432,7 +432,7 @@ class Supervisor:
                         startup_seconds=(t0 - t_spawn) if t0 is not None else None,
                         peak_memory_mb=host_peak, device_memory_mb=claimed,
                         exit_code=exit_code, signal=sig,
-                        losses=tuple(feeder.losses), **common)
+                        losses=tuple(feeder.losses), curve=tuple(feeder.curve), **common)
 
         def done(status, reason, **more):
             total = time.monotonic() - t_spawn

@@ -10,6 +10,8 @@
     run.lineage(id) rows from the seed down to the genome (first parent at each step)
     run.source(id)  the genome's source text
     run.noise_floor the pooled standard deviation of val_bpb over repeated evaluations
+    run.curves      training-loss curves, long format: eval_id, genome_id, kind, status,
+                    progress (0..1 of the budget, supervisor's clock), loss (the genome's claim)
     run.llm_calls   one row per language-model call: generation, genome_id (the child, if any),
                     operator, model, prompt_tokens, completion_tokens, latency_s, outcome, error
                     (run.df has llm_model, prompt_tokens, completion_tokens per genome)
@@ -123,6 +125,18 @@ class Run:
         confirmed = "confirmed" if b.n_ok >= 2 else "n=1, not confirmed"
         noise = f", noise {self.noise_floor:.4f}" if self.noise_floor else ""
         return text + f", best {b.genome_id[:8]} val_bpb {b.val_bpb:.4f} ({confirmed}){noise})"
+
+    @property
+    def curves(self) -> pd.DataFrame:
+        """Training-loss curves in long format: one row per reported loss, with eval_id,
+        genome_id, kind, status, progress (0..1 of the budget, by the supervisor's clock when
+        the report arrived) and loss (the genome's own report: a claim, never a score)."""
+        columns = ["eval_id", "genome_id", "kind", "status", "progress", "loss"]
+        if "curve" not in self.evals:                     # an archive from before curves
+            return pd.DataFrame(columns=columns)
+        rows = [(e.eval_id, e.genome_id, e.kind, e.status, float(p), float(x))
+                for e in self.evals.itertuples() for p, x in json.loads(e.curve or "[]")]
+        return pd.DataFrame(rows, columns=columns)
 
     def pareto(self) -> pd.DataFrame:
         return self.df[self.df.on_front].sort_values("val_bpb").reset_index(drop=True)

@@ -36,7 +36,8 @@ FILENAME = "archive.sqlite"
 _EVAL_COLUMNS = ("status", "reason", "val_bpb", "tokens_per_sec", "training_seconds",
                  "total_seconds", "startup_seconds", "scoring_seconds", "peak_memory_mb",
                  "num_params", "mfu", "tokens", "exit_code", "signal", "stderr_tail", "losses",
-                 "device", "sandbox", "fingerprint", "model_tokens_per_sec", "device_memory_mb")
+                 "device", "sandbox", "fingerprint", "model_tokens_per_sec", "device_memory_mb",
+                 "curve")
 
 
 def _column_type(name: str) -> str:
@@ -171,6 +172,7 @@ class Archive:
                  worker: str, started_at: float, finished_at: float) -> int:
         d = result.to_dict()
         d["losses"] = json.dumps(d["losses"])
+        d["curve"] = json.dumps(d["curve"])
         values = [d[c] for c in _EVAL_COLUMNS]
         with self.conn:
             cur = self.conn.execute(
@@ -188,6 +190,7 @@ class Archive:
         for row in rows:
             d = dict(zip(_EVAL_COLUMNS, row))
             d["losses"] = json.loads(d["losses"] or "[]")
+            d["curve"] = json.loads(d["curve"] or "[]")
             out.append(EvalResult.from_dict(d))
         return out
 
