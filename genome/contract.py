@@ -349,7 +349,11 @@ class _Checker:
         if q == "open" and node.args and isinstance(node.args[0], ast.Constant) \
                 and isinstance(node.args[0].value, int):
             self.add(node, "result-channel", "opens a raw file descriptor")
-        if q == "socket.socket" and any(k.arg == "fileno" for k in node.keywords):
+        # socket(family, type, proto, fileno): the fourth argument given by position counts too
+        # (an adversary passed it so and the keyword-only check missed it); so do socket.fromfd
+        # and socket.socket.fromfd-style constructors.
+        if (q == "socket.socket" and (len(node.args) >= 4 or any(k.arg == "fileno" for k in node.keywords))) \
+                or q in ("socket.fromfd", "socket.socket.fromfd"):
             self.add(node, "result-channel", "opens a socket on an inherited file descriptor")
 
     def visit_Constant(self, node: ast.Constant) -> None:

@@ -15,6 +15,7 @@ import math
 import socket
 import threading
 import time
+from pathlib import Path
 
 from evolve.data.loader import BestFitPacker
 from evolve.evaluation import channel
@@ -27,9 +28,15 @@ FIRST_STEP_ROWS = 256                # rows in the first batches whose overrun i
 class Feeder(threading.Thread):
     """Serves batches to the genome and records what the harness reports."""
 
-    def __init__(self, sock: socket.socket, packer: BestFitPacker, task: Task):
+    def __init__(self, sock: socket.socket, packer: BestFitPacker, task: Task,
+                 spool: Path | None = None):
         super().__init__(daemon=True)
         self.sock, self.packer, self.task = sock, packer, task
+        # Where the weights' data goes as it arrives: a file in a directory of the supervisor's
+        # that no genome process can reach. Never memory: an adversary sent a 4 GiB snapshot
+        # to push the process holding the feeder (a Dask worker) past its memory limit, so that
+        # its evaluation was run again whenever its training loss looked bad.
+        self.spool = spool
         self.lock = threading.Lock()
         self.t0: float | None = None          # monotonic start of the training clock
         self.tokens = 0                       # target tokens handed out (rows x SEQ_LEN)
@@ -39,7 +46,8 @@ class Feeder(threading.Thread):
         self.losses: list[tuple[int, float]] = []
         self.curve: list[tuple[float, float]] = []   # (progress by this clock, loss) per report
         self.served: list[float] = []         # monotonic times at which batches were handed out
-        self.weights: tuple[bytes, bytes] | None = None   # (JSON header, tensor data)
+        self.weights: tuple[bytes, Path] | None = None    # (JSON header, file of tensor data)
+        self.weights_bytes = 0                # size of that data
         self.weights_at: float | None = None  # when the last byte of the weights arrived
         self.weights_problem: str | None = None
 
@@ -104,14 +112,28 @@ class Feeder(threading.Thread):
             self.weights_problem = f"weights of {data_len >> 20} MiB are over the limit"
             return False
         head = channel.recv_exact(self.sock, head_len) if head_len else bytearray()
-        data = channel.recv_exact(self.sock, data_len) if data_len else bytearray()
-        if head is None or data is None:
+        if head is None or self.spool is None or not self._spool_data(data_len):
             self.weights_problem = "the weights were cut off"
             return False
         # An empty header still means "these are all the weights": the model process then
         # checks the program against an empty snapshot (never skips the check).
-        self.weights = (bytes(head) or b"[]", bytes(data))
+        self.weights = (bytes(head) or b"[]", self.spool)
+        self.weights_bytes = data_len
         self.weights_at = time.monotonic()
+        return True
+
+    def _spool_data(self, n: int) -> bool:
+        """Copy n bytes from the socket to the spool file, 1 MiB at a time; False if cut off."""
+        buf = bytearray(min(n, 2 ** 20)) if n else bytearray()
+        view = memoryview(buf)
+        with open(self.spool, "wb") as f:
+            left = n
+            while left:
+                k = self.sock.recv_into(view, min(left, len(buf)))
+                if k == 0:
+                    return False
+                f.write(view[:k])
+                left -= k
         return True
 
     def first_step_only(self) -> bool:

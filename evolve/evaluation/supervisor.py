@@ -281,7 +281,7 @@ class Supervisor:
         parent_sock, child_sock = socket.socketpair()
         packer = BestFitPacker(self.data.train, self.data.bos_id, task.seq_len + 1,
                                bounds=self.train_bounds)
-        feeder = Feeder(parent_sock, packer, task)
+        feeder = Feeder(parent_sock, packer, task, spool=call.scorer_dir / "weights.spool")
         # stdout and stderr: files in scratch, but read back only through these descriptors,
         # opened before the child starts; whatever the genome puts at those paths later (a
         # symlink, a FIFO) is never followed.
@@ -478,7 +478,7 @@ class Supervisor:
                         + (feeder.weights_problem or "harness.submit was bypassed") + ")")
         if t0 is not None:
             late = feeder.weights_at - (t0 + task.budget_s)
-            allowed = feeder.overtime_allowance(len(feeder.weights[1]))
+            allowed = feeder.overtime_allowance(feeder.weights_bytes)
             if feeder.first_step_only():
                 # The budget ended inside the genome's first few steps (a cold start on a short
                 # budget, a busy machine): that step may finish, for at most what importing
@@ -500,7 +500,7 @@ class Supervisor:
         # the genome did can be waiting in it.
         jobdir = Path(tempfile.mkdtemp(prefix=f"score-{os.getpid()}-", dir=self.scratch_root))
         (jobdir / "weights.json").write_bytes(feeder.weights[0])
-        (jobdir / "weights.bin").write_bytes(feeder.weights[1])
+        os.replace(feeder.weights[1], jobdir / "weights.bin")     # both under scratch_root
         try:
             return self._score(model, jobdir, done, call)
         finally:

@@ -88,6 +88,21 @@ def test_segfault_reports_the_signal(quick_supervisor):
     assert r.status is Status.CRASH and r.signal == "SIGSEGV"
 
 
+def test_a_flood_of_weights_is_spooled_to_disk_not_held_in_memory(quick_supervisor):
+    """A genome announces a 1 GiB snapshot through the raw channel socket: the supervisor's own
+    process (a Dask worker, on a cluster) must not grow by it, or the genome could get its
+    worker restarted, and itself re-run, whenever its training looked bad."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    scratch = set(quick_supervisor.scratch_root.iterdir())
+    r = run(quick_supervisor, "weights_flood")
+    grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    assert not r.ok, r.summary()
+    assert grew < 256 * 2 ** 20, f"the supervisor's peak memory grew by {grew >> 20} MiB"
+    assert set(quick_supervisor.scratch_root.iterdir()) <= scratch       # the spool is gone too
+
+
 def test_memory_bomb_is_oom(quick_supervisor):
     r = run(quick_supervisor, "membomb")
     assert r.status is Status.OOM, r.summary()
