@@ -367,7 +367,12 @@ def _report_best(run_dir: Path) -> None:
     run = load_run(run_dir)
     if run.df.val_bpb.notna().any():
         b = run.best()
-        print(f"best: {b.genome_id}\nval_bpb: {b.val_bpb:.6f}\ntokens_per_sec: {b.tokens_per_sec:.1f}"
+        # Said with the score: a best measured OK once (its confirmation failed, or there was
+        # none) is a single draw, not a result.
+        confirmed = (f"yes ({b.n_ok} OK evaluations)" if b.n_ok >= 2 else
+                     f"no ({b.n_ok} OK of {b.n_evals} evaluation(s): a single draw)")
+        print(f"best: {b.genome_id}\nval_bpb: {b.val_bpb:.6f}\nconfirmed: {confirmed}\n"
+              f"tokens_per_sec: {b.tokens_per_sec:.1f}"
               f"\ndescription: {b.description}\nrun_dir: {run_dir}\n"
               f"# in Python: from evolve import load_run; run = load_run({str(run_dir)!r})")
 

@@ -180,6 +180,7 @@ def test_a_cluster_run_killed_then_resumed_runs_nothing_twice(prepared, autoevol
                         "local:2"], cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "(Dask cluster local:2)" in r.stderr
+    assert "\nconfirmed: no (1 OK of 1 evaluation(s): a single draw)" in r.stdout, r.stdout
     # said at once, before anything runs: what was found and what is left
     done = len(before)
     lines = r.stderr.strip().splitlines()
