@@ -21,6 +21,7 @@ import dataclasses
 import os
 import queue
 import time
+import warnings
 from typing import Callable, Iterable, Iterator, Protocol
 
 from evolve.evaluation.result import EvalResult, Status, make_result
@@ -93,5 +94,9 @@ class LocalMap:
         free: "queue.Queue[str]" = queue.Queue()
         for d in self.devices:
             free.put(d)
+        # Closing the stream early (Ctrl-C, an error in the engine) cancels what has not
+        # started; that is the point, so joblib's warning about unused tasks is not shown.
+        warnings.filterwarnings("ignore", message=r".*tasks .*(cancelled|not used)",
+                                category=UserWarning, module="joblib")
         pool = Parallel(n_jobs=self.slots, backend="threading", return_as="generator_unordered")
         return iter(pool(delayed(self._run)(free, k, s) for k, s in jobs))

@@ -51,6 +51,10 @@ def test_honest_genome_scores_below_uniform(supervisor, honest):
     # embedding, two linear layers with biases
     assert r.num_params == 512 * 512 + (512 * 512 + 512) + (512 * 512 + 512)
     assert r.losses and r.fingerprint == supervisor.fingerprint
+    # the same losses, placed on the budget by the supervisor's clock as they arrived
+    assert [x for _, x in r.curve] == [x for _, x in r.losses]
+    progress = [p for p, _ in r.curve]
+    assert progress == sorted(progress) and 0 <= progress[0] and progress[-1] <= 1.1, progress
 
 
 def test_fake_printed_score_is_never_a_score(quick_supervisor):

@@ -99,3 +99,17 @@ def test_a_run_says_what_it_is_and_its_times_are_datetimes(small_run_dir):
     for column in (run.df.created_at, run.evals.started_at, run.evals.finished_at):
         assert isinstance(column.dtype, pd.DatetimeTZDtype) and str(column.dt.tz) == "UTC"
     assert (run.evals.finished_at >= run.evals.started_at).all()
+
+
+def test_curves_are_long_format_on_the_budget(small_run_dir):
+    from evolve.inspect.run import load_run
+
+    run = load_run(small_run_dir)
+    c = run.curves
+    assert list(c.columns) == ["eval_id", "genome_id", "kind", "status", "progress", "loss"]
+    ok = run.evals[run.evals.status == "ok"]
+    assert set(ok.eval_id) <= set(c.eval_id)                  # every scored evaluation has one
+    assert set(c.eval_id) <= set(run.evals.eval_id)
+    assert c.progress.between(0, 1.5).all() and c.loss.notna().all()
+    for _, one in c.groupby("eval_id"):                         # in the order they arrived
+        assert one.progress.is_monotonic_increasing
