@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -145,6 +146,8 @@ def _load_seeds(paths: list[str]):
         path = Path(p)
         try:
             source = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None, f"seed {p}: no such file"
         except (OSError, UnicodeDecodeError) as e:
             return None, f"seed {p}: cannot read it as UTF-8 text ({e.__class__.__name__})"
         problem = precheck(source)
@@ -243,7 +246,7 @@ def cmd_run(args) -> int:
     if err:
         _close_cluster(cluster)
         return _fail(err)
-    data = ensure_prepared(task, log=log)
+    data = ensure_prepared(task, progress=sys.stderr.isatty(), log=log)
     if not isinstance(data, PreparedData):
         if proposer is not None:
             proposer.close()
@@ -307,6 +310,10 @@ def cmd_run(args) -> int:
             emap.close()
     _report_best(run_dir)
     return code
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _close_cluster(cluster) -> None:
@@ -484,6 +491,8 @@ def main(argv: list[str] | None = None) -> None:
     if bad:
         bad[1].error(bad[0])
     args = parser.parse_args(argv)
+    # A job scheduler or `kill` stops a command with SIGTERM: the same clean stop as Ctrl-C.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         code = args.func(args)
     except KeyboardInterrupt:

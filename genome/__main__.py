@@ -106,6 +106,8 @@ def cmd_check(args) -> int:
         failed += not report.ok
     if failed:
         print(f"genome: {failed} of {len(args.files)} files failed the check", file=sys.stderr)
+    else:                                 # stdout stays the problems alone, one per line
+        print(f"genome: {len(args.files)} file(s) pass the contract check", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -352,7 +352,8 @@ class _Checker:
         # socket(family, type, proto, fileno): the fourth argument given by position counts too
         # (an adversary passed it so and the keyword-only check missed it); so do socket.fromfd
         # and socket.socket.fromfd-style constructors.
-        if (q == "socket.socket" and (len(node.args) >= 4 or any(k.arg == "fileno" for k in node.keywords))) \
+        if (q == "socket.socket" and (len(node.args) >= 4 or any(k.arg in ("fileno", None) for k in node.keywords)
+                                      or any(isinstance(a, ast.Starred) for a in node.args))) \
                 or q in ("socket.fromfd", "socket.socket.fromfd"):
             self.add(node, "result-channel", "opens a socket on an inherited file descriptor")
 

@@ -8,7 +8,9 @@ when it could not be measured. `make_result` is the one constructor that enforce
 
 - a score (val_bpb) is present only when the status is OK, and it is finite and positive;
 - every numeric field is finite or None (never NaN or Inf, so nothing impossible reaches a
-  numeric column of the archive).
+  numeric column of the archive);
+- every text field is valid UTF-8 (what a genome planted in a quoted name is replaced, not
+  stored as a lone surrogate that no database or terminal accepts).
 
 This module does no I/O and runs nothing.
 """
@@ -139,6 +141,11 @@ def make_result(status: Status, **fields: Any) -> EvalResult:
     An OK result whose val_bpb is missing, non-finite or <= 0 is turned into INVALID (or
     DIVERGED for non-finite values): an impossible number never becomes a score.
     """
+    for name, value in fields.items():
+        if isinstance(value, str):
+            # Valid UTF-8 only: a lone surrogate a genome planted in a name the scorer quoted
+            # (json.loads revives "\\ud800") crashed the archive's insert and every resume.
+            fields[name] = value.encode("utf-8", "replace").decode("utf-8")
     status = Status(status)
     raw_bpb = fields.get("val_bpb")
     for name in FLOAT_FIELDS:

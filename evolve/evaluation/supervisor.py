@@ -376,6 +376,14 @@ class Supervisor:
         t_exit = time.monotonic()
         sandbox.kill_session(proc.pid)          # leftovers: children, grandchildren, setsid-ers
         proc.returncode = 0                     # reaped above via wait4; keep Popen quiet
+        # shutdown before close: a feeder blocked in sendall (a genome that never read its batch,
+        # with descriptors parked in our receive queue) wakes only on shutdown; a close alone
+        # left the socket, its queue and what the parked descriptors held (1 GiB of memfds,
+        # deleted scratch files) alive for the life of the process, and the thread blocked.
+        try:
+            parent_sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         parent_sock.close()
         feeder.join(timeout=5)
         logs["stdout.txt"] = _read_tail(out_f, LOG_KEEP)
@@ -486,9 +494,11 @@ class Supervisor:
                 # one batch trained on it for 28 s on a 10 s budget.
                 allowed = max(allowed, min(task.budget_s, self.startup_allowance))
             if late > allowed:
-                return done(Status.INVALID, f"the weights arrived {late:.1f} s after the budget "
-                            f"ended (allowed {allowed:.1f} s): training after the budget does "
-                            "not count; call harness.submit(model) when train_batches ends")
+                return done(Status.INVALID, f"the weights arrived {late:.2f} s after the budget "
+                            f"ended (allowed {allowed:.2f} s): training after the budget does "
+                            "not count. Submit as soon as train_batches ends; a genome that does "
+                            "was slowed by other work on the machine (its last step outlasted "
+                            "the allowance)")
             if late > 0:
                 # Whatever ran between the end of the budget and the weights' arrival (the step
                 # in flight, or a first step that outlasted a short budget) may have trained:

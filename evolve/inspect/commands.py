@@ -82,8 +82,8 @@ def resolve(run, ref: str) -> tuple[str | None, str | None]:
     ref_l = ref.strip().lower()
     ids = [g for g in run.df.genome_id if ref_l and g.startswith(ref_l)]
     if not ids:
-        return None, (f"no genome {ref!r} in {run.run_dir} (ids are hex; list them with: "
-                      f"python -m evolve show {run.run_dir})")
+        return None, (f"no genome {ref!r} in {run.run_dir} (ids are hex; show lists the front, "
+                      f"all of them: python -m evolve export {run.run_dir} --tsv FILE)")
     if len(ids) > 1:
         shown = ", ".join(ids[:4]) + (", ..." if len(ids) > 4 else "")
         return None, f"genome {ref!r} is ambiguous in {run.run_dir}: {len(ids)} ids start so " \

@@ -27,6 +27,7 @@ them. Requires `distributed` (`pip install -e '.[cluster]'`).
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import threading
 import time
@@ -104,7 +105,9 @@ def _local(dask, LocalCluster, Client, spec: str, n: int, task, allowed_failures
     # Why: each worker runs one evaluation at a time, so its genome gets an equal share of
     # the cores as intra-op threads instead of all of them competing for every core.
     threads = max(1, (os.cpu_count() or 1) // n)
-    kwargs = dict(n_workers=n, threads_per_worker=1, processes=True,
+    # silence_logs: Dask's own warnings (a worker closed on Ctrl-C, a task cancelled) are noise
+    # around the run's lines; errors still show.
+    kwargs = dict(n_workers=n, threads_per_worker=1, processes=True, silence_logs=logging.ERROR,
                   dashboard_address=None, env={"OMP_NUM_THREADS": str(threads),
                                                "MKL_NUM_THREADS": str(threads)})
     kwargs.update(local_kwargs or {})

@@ -349,16 +349,17 @@ class Engine:
             shown.close()
         return out
 
-    def _confirm(self, planned: list[str], generation: int) -> None:
+    def _confirm(self, planned: list[str], generation: int) -> list[EvalResult]:
         """Evaluate again the best new genome that beats the confirmed best (noise guard)."""
         if not self.config.confirm:
-            return
+            return []
         best = self.best()
         bar = self.stats(best).bpb if best else math.inf
         new = [g for g in self.scored(planned) if self.stats(g).n_ok < 2
                and self.stats(g).bpb < bar]
         if new:
-            self._evaluate([min(new, key=lambda g: self.stats(g).bpb)], "confirm", generation)
+            return self._evaluate([min(new, key=lambda g: self.stats(g).bpb)], "confirm", generation)
+        return []
 
     # -- selection -----------------------------------------------------------------------------
     def select(self, population: list[str] | None, planned: list[str]) -> list[str]:
@@ -439,9 +440,13 @@ class Engine:
             kept = len(self.archive.evaluated_in(generation) & set(unique))
             reused = len(unique) - len(todo) - kept
             results = self._evaluate(todo, "eval", generation, already=kept)
-            self._confirm(planned, generation)
+            confirmations = self._confirm(planned, generation)
             population = self.select(population, planned)
+            # failures count every evaluation of the generation, confirmations too; `+N` and
+            # the failed-generation rule stay about the offspring
             s = self.summary(generation, population, planned, results)
+            s["failures"] = dict(Counter(r.status.value for r in results + confirmations
+                                         if not r.ok))
             s["reused"] = reused
             s["kept"] = kept
             if self.proposer is not None:

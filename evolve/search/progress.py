@@ -35,7 +35,10 @@ def result_text(result) -> str:
         tps = f", {result.tokens_per_sec:,.0f} tok/s" if result.tokens_per_sec else ""
         return f"ok val_bpb {result.val_bpb:.4f}{tps}"
     reason = f": {result.reason}" if result.reason else ""
-    return f"{result.status.value}{reason}"[:160]
+    text = f"{result.status.value}{reason}"
+    if len(text) > 160:                  # cut at a word, and say so (run.evals has it whole)
+        text = text[:158].rsplit(" ", 1)[0] + " …"
+    return text
 
 
 class EvalProgress:

@@ -61,6 +61,7 @@ def test_cross_writes_a_child_of_both_parents():
 def test_check_passes_good_files_and_reports_bad_ones_by_line():
     good = run("check", TINY, TINY_B, GENOMES / "minimal.py")
     assert good.returncode == 0 and good.stdout == ""
+    assert "3 file(s) pass the contract check" in good.stderr
     bad_files = [BAD / "bad_harness_private.py", BAD / "bad_secrets_key.py"]
     bad = run("check", TINY, *bad_files)
     assert bad.returncode == 1

@@ -107,6 +107,37 @@ def test_a_flood_of_weights_is_spooled_to_disk_not_held_in_memory(quick_supervis
     assert set(quick_supervisor.scratch_root.iterdir()) <= scratch       # the spool is gone too
 
 
+def test_a_refusal_that_quotes_a_lone_surrogate_is_stored_as_valid_text(quick_supervisor, tmp_path):
+    from evolve.search.archive import Archive
+
+    r = run(quick_supervisor, "surrogate_reason")
+    assert not r.ok and "stored with pickle" in r.reason, r.summary()
+    r.reason.encode("utf-8")                              # valid text: stored, printed
+    archive = Archive.create(tmp_path / "run", {"config": {}, "task": {}, "fingerprint": "x"})
+    with archive.conn:
+        archive.conn.execute("INSERT INTO genomes VALUES ('g', '', '[]', 'seed', '', '[]', 0, 0)")
+    archive.add_eval("g", r, "eval", 0, "cpu", 0.0, 1.0)
+    assert archive.results("g")[0].reason == r.reason
+    archive.close()
+
+
+def test_descriptors_parked_in_the_channel_do_not_outlive_the_evaluation(quick_supervisor):
+    """A genome that never reads its batch and parks 256 MiB of memfds in the supervisor's
+    receive queue: when the evaluation ends the feeder has stopped and the memory is freed."""
+    import threading
+
+    from evolve.evaluation.feeder import Feeder
+
+    def shmem_mb() -> float:
+        with open("/proc/meminfo") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("Shmem:")) / 1024
+
+    before = shmem_mb()
+    run(quick_supervisor, "parked_fds")
+    assert not [t for t in threading.enumerate() if isinstance(t, Feeder) and t.is_alive()]
+    assert shmem_mb() - before < 128, (before, shmem_mb())
+
+
 def test_memory_bomb_is_oom(quick_supervisor):
     r = run(quick_supervisor, "membomb")
     assert r.status is Status.OOM, r.summary()
