@@ -40,6 +40,7 @@ from evolve.search.workers import Done
 ALLOWED_FAILURES = 3          # worker deaths one evaluation may cause before it is a crash
 CONNECT_TIMEOUT_S = 10        # reaching the scheduler at start
 PROGRESS_TOPIC = "autoevolve-progress"   # Dask event topic of the workers' phase reports
+WAIT_FOR_WORKERS_S = 60       # a cluster with no worker yet gets this long to get one
 
 
 class ClusterError(Exception):
@@ -311,7 +312,15 @@ class DaskMap:
         self.slots = self._slots()
         self.progress: Callable[[str, str, float], None] | None = None   # (key, phase, fraction)
         if self.slots < 1:
-            raise ValueError("the Dask cluster has no worker that can run this task"
+            # Workers may still be starting (a batch system's jobs, a worker being restarted).
+            try:
+                self.client.wait_for_workers(1, timeout=WAIT_FOR_WORKERS_S)
+            except Exception:
+                pass
+            self.slots = self._slots()
+        if self.slots < 1:
+            raise ValueError(f"the Dask cluster has no worker that can run this task after "
+                             f"{WAIT_FOR_WORKERS_S} s"
                              + (" (none offers the resource GPU=1)" if self.resources else ""))
 
     def _slots(self) -> int:

@@ -52,12 +52,12 @@ def test_every_seed_passes_the_contract():
 def test_cpu_seed_learns(prepared):
     from evolve.evaluation.supervisor import Supervisor
 
-    sup = Supervisor(small_task(budget_s=12.0, seq_len=256, eval_tokens=32 * 256,
+    sup = Supervisor(small_task(budget_s=9.0, seq_len=256, eval_tokens=32 * 256,
                                 eval_batch_size=16), prepared)
     r = sup.evaluate((SEEDS / "cpu.py").read_text())
     assert r.status is Status.OK, r.summary()
     # An untrained cpu.py predicts ~uniformly (lm_head starts near zero). "Clearly below" with
-    # a margin that holds even on a loaded 2-core machine (~6 optimiser steps in 12 s).
+    # a margin that holds on an idle 2-core machine (~8 optimiser steps in 9 s).
     assert r.val_bpb < 0.9 * uniform_bpb(sup), (r.val_bpb, uniform_bpb(sup))
     assert r.losses and r.losses[-1][1] < r.losses[0][1]
 
@@ -118,7 +118,7 @@ def test_baseline_on_gpu(autoevolve_home):
 
 
 def test_mutated_children_of_the_cpu_seed_train(prepared):
-    """Two AST-mutated children of seeds/cpu.py go through the real evaluation path.
+    """AST-mutated children of seeds/cpu.py go through the real evaluation path until one trains.
     (benchmarks/mutant_survival.py measures the OK fraction over a larger sample.)"""
     import random
 
@@ -134,4 +134,6 @@ def test_mutated_children_of_the_cpu_seed_train(prepared):
         assert res.applied, res.reason
         r = sup.evaluate(res.child)
         statuses.append((name, res.description, r.status.value, r.reason))
+        if r.ok:                  # one trained child is the point; the second is a fallback
+            break
     assert sum(s == "ok" for _, _, s, _ in statuses) >= 1, statuses

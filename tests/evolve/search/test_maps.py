@@ -80,10 +80,10 @@ def test_at_most_slots_at_once_each_on_its_own_slot(emap, tmp_path):
 
 
 def test_closing_the_stream_cancels_what_has_not_started(emap, tmp_path):
-    stream = emap.imap([_job(f"j{i}", tmp_path, sleep=0.5) for i in range(8)])
+    stream = emap.imap([_job(f"j{i}", tmp_path, sleep=0.3) for i in range(8)])
     next(stream)
     stream.close()
-    time.sleep(2.5)                                  # 8 x 0.5 s on 2 slots would end by now
+    time.sleep(1.6)                                  # 8 x 0.3 s on 2 slots would end by now
     assert 1 <= len(marks(tmp_path)) <= 5, marks(tmp_path)
 
 
