@@ -185,7 +185,7 @@ def _worker_name() -> str:
         return f"pid {os.getpid()}"
 
 
-def _memory_share() -> int | None:
+def _memory_share(worker=None) -> int | None:
     """Host memory for one genome's tree on this worker: Dask's memory limit of the worker
     (the host's memory divided among the workers started on it), so that several genomes on
     one host cannot together push it into its OOM killer, which might pick another genome;
@@ -193,7 +193,7 @@ def _memory_share() -> int | None:
     try:
         from distributed import get_worker
 
-        limit = get_worker().memory_manager.memory_limit
+        limit = (worker or get_worker()).memory_manager.memory_limit
     except Exception:
         return None
     host = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.75)

@@ -74,10 +74,11 @@ def test_stateful_model_is_invalid(quick_supervisor):
     assert r.status is Status.INVALID and "state" in r.reason, r.summary()
 
 
-@pytest.mark.parametrize("name", ["nan_loss", "nan_logits"])
-def test_nan_is_diverged(supervisor, name):
-    r = run(supervisor, name)
-    assert r.status is Status.DIVERGED and r.val_bpb is None, r.summary()
+def test_nan_is_diverged(supervisor, quick_supervisor):
+    # a non-finite training loss needs steps; non-finite logits are found at scoring
+    for name, sup in (("nan_loss", supervisor), ("nan_logits", quick_supervisor)):
+        r = run(sup, name)
+        assert r.status is Status.DIVERGED and r.val_bpb is None, (name, r.summary())
 
 
 def test_crash_reports_the_exception_line(quick_supervisor):
@@ -180,17 +181,17 @@ def test_hang_times_out_and_leaves_no_process(prepared):
     assert leftover_processes(sup.scratch_root) == []
 
 
-def test_escaped_daemon_and_fork_bomb_leave_no_process(supervisor):
-    r = run(supervisor, "escape")
+def test_escaped_daemon_and_fork_bomb_leave_no_process(quick_supervisor):
+    r = run(quick_supervisor, "escape")
     assert r.status is Status.INVALID
     time.sleep(0.2)
-    assert leftover_processes(supervisor.scratch_root) == []
-    r = run(supervisor, "forkbomb")
+    assert leftover_processes(quick_supervisor.scratch_root) == []
+    r = run(quick_supervisor, "forkbomb")
     assert r.status is Status.CRASH and "processes" in r.reason, r.summary()
-    assert leftover_processes(supervisor.scratch_root) == []
+    assert leftover_processes(quick_supervisor.scratch_root) == []
 
 
-def test_snooping_genome_reaches_no_data_secret_or_harness(supervisor, prepared, tmp_path,
+def test_snooping_genome_reaches_no_data_secret_or_harness(quick_supervisor, prepared, tmp_path,
                                                            monkeypatch):
     import evolve.harness
 
@@ -204,7 +205,7 @@ def test_snooping_genome_reaches_no_data_secret_or_harness(supervisor, prepared,
               .replace("TARGET_VAL", str(prepared.root / "val.bin"))
               .replace("TARGET_SECRET_FILE", str(secret))
               .replace("TARGET_HARNESS", harness_file))
-    r = supervisor.evaluate(source, log_dir=tmp_path / "logs")
+    r = quick_supervisor.evaluate(source, log_dir=tmp_path / "logs")
     out = (tmp_path / "logs" / "stdout.txt").read_text()
     assert r.status is Status.INVALID
     assert "ENV_SECRET None" in out
@@ -272,6 +273,7 @@ def test_discarded_batches_do_not_raise_throughput(supervisor, honest):
 
     assert honest.status is Status.OK, honest.summary()
     assert honest.tokens_per_sec == pytest.approx(min(handed(honest), honest.model_tokens_per_sec))
+    # on the 4 s supervisor: on 1 s the budget can end before a first large batch
     for name in ("discard_batches", "detach_eps", "buffer_hide"):
         r = run(supervisor, name)
         assert r.status is Status.OK, r.summary()
@@ -286,19 +288,19 @@ def test_discarded_batches_do_not_raise_throughput(supervisor, honest):
 
 
 @pytest.mark.skipif(landlock_abi() < 1, reason="needs landlock")
-def test_nothing_can_be_left_in_dev_shm(supervisor, tmp_path):
+def test_nothing_can_be_left_in_dev_shm(quick_supervisor, tmp_path):
     import glob
 
-    supervisor.evaluate((ADVERSARIAL / "shm_persist.py").read_text(), log_dir=tmp_path)
+    quick_supervisor.evaluate((ADVERSARIAL / "shm_persist.py").read_text(), log_dir=tmp_path)
     out = (tmp_path / "stdout.txt").read_text()
     # Denied (no private /dev/shm) or written to a tmpfs that died with the evaluation.
-    assert "SHM_WRITE_DENIED" in out or "tmpfs" in supervisor.sandbox_desc, out
+    assert "SHM_WRITE_DENIED" in out or "tmpfs" in quick_supervisor.sandbox_desc, out
     assert not glob.glob("/dev/shm/autoevolve-shm-probe-*")
 
 
 @pytest.mark.skipif(not {"mountns", "ipcns", "netns"} <= set(sandbox.namespaces()[1]),
                     reason="needs mount, IPC and network namespaces")
-def test_no_state_survives_and_nothing_else_is_visible(supervisor, tmp_path):
+def test_no_state_survives_and_nothing_else_is_visible(quick_supervisor, tmp_path):
     import socket as socket_module
 
     listener = socket_module.socket(socket_module.AF_INET, socket_module.SOCK_DGRAM)
@@ -308,7 +310,7 @@ def test_no_state_survives_and_nothing_else_is_visible(supervisor, tmp_path):
         "UDP_PORT = 0", f"UDP_PORT = {listener.getsockname()[1]}")
     lines = []
     for run in ("first", "second"):
-        supervisor.evaluate(source, log_dir=tmp_path / run)
+        quick_supervisor.evaluate(source, log_dir=tmp_path / run)
         lines.append((tmp_path / run / "stdout.txt").read_text().strip())
     first, second = lines
     assert "MADE=/tmp/autoevolve-carry,/dev/shm/autoevolve-carry,sysv" in first, first
@@ -355,10 +357,10 @@ def test_code_planted_in_the_archive_never_runs(quick_supervisor, attack, words)
     assert not marker.exists()
 
 
-def test_validation_text_cannot_be_rebuilt_from_readable_files(supervisor, tmp_path):
+def test_validation_text_cannot_be_rebuilt_from_readable_files(quick_supervisor, tmp_path):
     # Honest training on this task reaches ~3 bpb; the memorised table reached 0.13 when the
     # validation files were readable. Hidden, the rebuild fails and the table is empty.
-    r = supervisor.evaluate((ADVERSARIAL / "rebuild_val.py").read_text(), log_dir=tmp_path)
+    r = quick_supervisor.evaluate((ADVERSARIAL / "rebuild_val.py").read_text(), log_dir=tmp_path)
     out = (tmp_path / "stdout.txt").read_text()
     assert "rebuild failed" in out and "Permission denied" in out and "idlelib" in out, out
     assert r.val_bpb is None or r.val_bpb > 1.0, r.summary()

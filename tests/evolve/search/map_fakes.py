@@ -58,9 +58,18 @@ class FakeSupervisor:
 
 
 def fake_on_worker(task_dict: dict, fingerprint: str, source: str, key: str = ""):
-    """DaskMap's evaluate, faked: the same (result, worker, started, finished) shape."""
+    """DaskMap's evaluate, faked: the same (result, worker, started, finished) shape; the
+    phases go to the driver through the real worker-side reporter."""
+    from evolve.search.cluster import _reporter
+
     started = time.time()
+    report = _reporter(key)
+    if report is not None:
+        report("starting", 0.0)
+        report("training", 0.5)
     result = behave(source)
+    if report is not None:
+        report("scoring", 1.0)
     return result, f"pid {os.getpid()}", started, time.time()
 
 

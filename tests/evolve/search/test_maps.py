@@ -13,17 +13,6 @@ import pytest
 from tests.evolve.search.map_fakes import FakeSupervisor, fake_on_worker, marks
 
 
-@pytest.fixture(scope="module")
-def dask_client():
-    pytest.importorskip("distributed")
-    from evolve.search.cluster import connect
-
-    client, cluster = connect("local:2", type("T", (), {"device": "cpu"})())
-    yield client
-    client.close()
-    cluster.close()
-
-
 @pytest.fixture(params=["local", "dask"])
 def emap(request):
     if request.param == "local":
@@ -31,7 +20,8 @@ def emap(request):
         return LocalMapUnderTest()
     from evolve.search.cluster import DaskMap
 
-    client = request.getfixturevalue("dask_client")
+    client = request.getfixturevalue("fragile")      # the session's LocalCluster (conftest)
+    client.wait_for_workers(2, timeout=60)           # a cluster test may have killed one
     m = DaskMap(client, {"device": "cpu"}, "f" * 16, evaluate=fake_on_worker)
     list(m.imap([("warm", "name=warm")]))         # workers import the fakes once
     return m
