@@ -381,8 +381,20 @@ def cmd_prompt(args) -> int:
 
 
 # -- registration --------------------------------------------------------------------------------
+def cmd_prune_report(args) -> int:
+    from evolve.inspect.prune_report import format_report, shadow, summary
+
+    run, err = open_run(args.run)
+    if err:
+        return _fail(err)
+    for line in format_report(run, summary(run, shadow(run))):
+        print(line)
+    return 0
+
+
 def add_parsers(sub) -> None:
-    """Register show, lineage, replay, export and prompt on evolve.cli's subparsers."""
+    """Register show, lineage, replay, export, prune-report and prompt on evolve.cli's
+    subparsers."""
     genome_help = "a genome id or unique prefix, or best (default)"
     p = sub.add_parser("show", help="the Pareto front of a run, its noise floor and totals")
     p.add_argument("run", metavar="RUN", help="a run directory")
@@ -409,6 +421,10 @@ def add_parsers(sub) -> None:
     target.add_argument("--git", metavar="DIR", help="a new git repository, one commit per step")
     target.add_argument("--tsv", metavar="FILE", help="autoresearch-style results.tsv")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("prune-report", help="what pruning would have done to a run (shadow)")
+    p.add_argument("run", metavar="RUN", help="a run directory")
+    p.set_defaults(func=cmd_prune_report)
 
     from evolve.evaluation.supervisor import PACKAGE_ROOT
 

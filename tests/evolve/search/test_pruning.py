@@ -1,0 +1,41 @@
+"""The pruning rule on synthetic curves (golden decisions)."""
+
+from __future__ import annotations
+
+import math
+
+from evolve.search.pruning import decide, first_prune, loss_at
+
+# a reference run: loss falls from 6 to 3 over the budget, reported every 5 %
+REF = [(p / 20, 6.0 - 3.0 * p / 20) for p in range(21)]
+
+
+def shifted(by: float):
+    return [(p, x + by) for p, x in REF]
+
+
+def test_loss_at_averages_the_window_and_says_when_there_is_nothing():
+    assert loss_at(REF, 0.2) == (REF[3][1] + REF[4][1]) / 2     # 0.15 and 0.2 in (0.1, 0.2]
+    assert loss_at([(0.9, 1.0)], 0.2) is None
+
+
+def test_a_run_far_above_every_reference_is_pruned_at_the_first_checkpoint():
+    d = first_prune(shifted(1.0), [REF, shifted(0.1)])
+    assert d is not None and d.checkpoint == 0.2
+    assert math.isclose(d.bar, loss_at(shifted(0.1), 0.2) * 1.05)     # the worst reference
+    assert d.loss > d.bar
+
+
+def test_within_the_margin_of_the_worst_reference_goes_on():
+    assert first_prune(shifted(0.2), [REF]) is None               # +0.2 on ~5.3: under 5 %
+    assert not decide(shifted(0.2), [REF, shifted(1.0)], 0.4).prune
+
+
+def test_no_reference_or_no_report_near_the_checkpoint_never_prunes():
+    assert first_prune(shifted(5.0), []) is None
+    assert first_prune([(0.95, 99.0)], [REF]) is None
+
+
+def test_a_late_start_is_judged_where_it_falls_behind():
+    late = [(p, x + (2.0 if p > 0.3 else 0.0)) for p, x in REF]
+    assert first_prune(late, [REF]).checkpoint == 0.4
