@@ -19,14 +19,15 @@ def evolve(*args, home=None):
 
 
 def test_eval_json_of_an_honest_genome(prepared, autoevolve_home):
-    p = evolve("eval", str(ADVERSARIAL / "honest.py"), "--device", "cpu", "--vocab-size", "512",
-               "--budget", "1", "--json", home=autoevolve_home)
+    """The genome is docs/porting.md's worked example, so this also shows that it scores."""
+    p = evolve("eval", str(REPO / "tests" / "fixtures" / "porting" / "ported.py"), "--device",
+               "cpu", "--vocab-size", "512", "--budget", "2", "--json", home=autoevolve_home)
     assert p.returncode == 0, p.stderr
     d = json.loads(p.stdout)
     for key in ("status", "val_bpb", "tokens_per_sec", "training_seconds", "total_seconds",
                 "peak_memory_mb", "num_params", "reason"):
         assert key in d
-    assert d["status"] == "ok" and d["val_bpb"] > 0
+    assert d["status"] == "ok" and d["val_bpb"] > 0, d
 
 
 def test_eval_summary_of_a_bad_file(prepared, autoevolve_home):

@@ -130,10 +130,11 @@ def test_a_cluster_run_killed_then_resumed_runs_nothing_twice(prepared, autoevol
     keeps every finished evaluation, runs none twice and finishes the generation. (The engine's
     resume does not depend on the map, so this is also the kill -9 test of the local map's.)"""
     run_dir = tmp_path / "on-dask"
-    # budget 3 s: two evaluations start side by side on 2 cores, and their imports may outrun
-    # the start-up allowance; a first step is then allowed min(budget, allowance) after it
+    # budget 2 s: two evaluations start side by side on 2 cores, and their imports may outrun
+    # the start-up allowance (by 2.1 s once, on 1 s); a first step is then allowed
+    # min(budget, allowance) after it
     cmd = [sys.executable, "-m", "evolve", "--population", "3", "--generations", "0",
-           "--budget", "3", "--device", "cpu", "--vocab-size", "512", "--seed", str(TINY),
+           "--budget", "2", "--device", "cpu", "--vocab-size", "512", "--seed", str(TINY),
            "--no-confirm", "--run-dir", str(run_dir), "--cluster", "local:2"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "AUTOEVOLVE_HOME": str(autoevolve_home)}
     p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
