@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import signal
 import sys
 from pathlib import Path
 
@@ -312,10 +311,6 @@ def cmd_run(args) -> int:
     return code
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 def _close_cluster(cluster) -> None:
     """Close a (client, cluster) pair that a failed start opened."""
     if cluster is not None:
@@ -491,8 +486,6 @@ def main(argv: list[str] | None = None) -> None:
     if bad:
         bad[1].error(bad[0])
     args = parser.parse_args(argv)
-    # A job scheduler or `kill` stops a command with SIGTERM: the same clean stop as Ctrl-C.
-    signal.signal(signal.SIGTERM, _interrupt)
     try:
         code = args.func(args)
     except KeyboardInterrupt:

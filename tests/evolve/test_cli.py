@@ -124,27 +124,3 @@ def test_a_start_that_cannot_work_fails_before_anything_is_written(capsys, tmp_p
         code, err = run_main([*base[:2], "--device", "cuda"], capsys)
         assert code == 2 and "no GPU is visible" in err[-1] and "--device cpu" in err[-1]
     assert not run_dir.exists() and not home.exists()   # no run folder, no data prepared
-
-
-def test_sigterm_stops_a_run_like_ctrl_c(prepared, autoevolve_home, tmp_path):
-    """A job scheduler's SIGTERM: the stop line with the resume command, exit 130, no genome left."""
-    import signal
-    import time
-
-    from tests.conftest import TINY, leftover_processes
-
-    run_dir = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "AUTOEVOLVE_HOME": str(autoevolve_home)}
-    p = subprocess.Popen([sys.executable, "-m", "evolve", "--population", "2", "--generations",
-                          "0", "--budget", "1", "--vocab-size", "512", "--seed", str(TINY),
-                          "--run-dir", str(run_dir)], cwd=REPO, env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not leftover_processes(autoevolve_home / "scratch") and time.monotonic() < deadline:
-        time.sleep(0.1)                              # until a genome is training
-    p.send_signal(signal.SIGTERM)
-    _, err = p.communicate(timeout=60)
-    assert p.returncode == 130, err[-2000:]
-    assert f"every finished evaluation is saved. Resume with: python -m evolve --resume {run_dir}" \
-        in err, err[-2000:]
-    assert not leftover_processes(autoevolve_home / "scratch")
