@@ -158,10 +158,12 @@ def test_a_cluster_run_killed_then_resumed_runs_nothing_twice(prepared, autoevol
     assert not leftover_processes(autoevolve_home / "scratch")
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
         before = c.execute("SELECT eval_id, genome_id, worker FROM evals").fetchall()
+    # resumed on one worker: two genomes starting side by side on 2 cores can outrun the
+    # start-up allowance and end invalid, which is not what this test is about
     r = subprocess.run([sys.executable, "-m", "evolve", "--resume", str(run_dir), "--cluster",
-                        "local:2"], cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+                        "local:1"], cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "(Dask cluster local:2)" in r.stderr
+    assert "(Dask cluster local:1)" in r.stderr
     assert "\nconfirmed: no (1 OK of 1 evaluation(s): a single draw)" in r.stdout, r.stdout
     # said at once, before anything runs: what was found and what is left
     done = len(before)
