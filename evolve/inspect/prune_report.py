@@ -23,13 +23,19 @@ import pandas as pd
 from evolve.search.pruning import CHECKPOINTS, MARGIN, first_prune, loss_at
 
 
+def curves_by_eval(run) -> dict[int, list[tuple[float, float]]]:
+    """eval_id -> [(progress, loss), ...] in the order the losses arrived."""
+    curves: dict[int, list[tuple[float, float]]] = {}
+    for row in run.curves.itertuples():
+        curves.setdefault(int(row.eval_id), []).append((float(row.progress), float(row.loss)))
+    return curves
+
+
 def shadow(run, checkpoints=CHECKPOINTS, margin: float = MARGIN) -> pd.DataFrame:
     """One row per first evaluation of a genome (kind eval), in the order it started: eval_id,
     genome_id, parent_id, status, val_bpb, training_seconds, pruned_at (the first checkpoint
     that would have stopped it, or NaN), loss and bar there, and the references used."""
-    curves: dict[int, list[tuple[float, float]]] = {}
-    for row in run.curves.itertuples():
-        curves.setdefault(int(row.eval_id), []).append((float(row.progress), float(row.loss)))
+    curves = curves_by_eval(run)
     evals = run.evals[run.evals.kind == "eval"].sort_values("started_at")
     parents = {g: (p[0] if len(p) else None) for g, p in zip(run.df.genome_id, run.df.parent_ids)}
     done = run.evals[(run.evals.status == "ok") & run.evals.kind.isin(("eval", "confirm"))]
@@ -58,9 +64,7 @@ def shadow(run, checkpoints=CHECKPOINTS, margin: float = MARGIN) -> pd.DataFrame
 
 def summary(run, table: pd.DataFrame, checkpoints=CHECKPOINTS) -> dict:
     """The figures of the report (see the module docstring), from `shadow(run)`."""
-    curves: dict[int, list[tuple[float, float]]] = {}
-    for row in run.curves.itertuples():
-        curves.setdefault(int(row.eval_id), []).append((float(row.progress), float(row.loss)))
+    curves = curves_by_eval(run)
     ok = table[table.status == "ok"]
     correlation = {}
     for c in checkpoints:

@@ -124,3 +124,10 @@ def test_a_start_that_cannot_work_fails_before_anything_is_written(capsys, tmp_p
         code, err = run_main([*base[:2], "--device", "cuda"], capsys)
         assert code == 2 and "no GPU is visible" in err[-1] and "--device cpu" in err[-1]
     assert not run_dir.exists() and not home.exists()   # no run folder, no data prepared
+
+
+def test_a_missing_seed_file_says_so(tmp_path):
+    from evolve.cli import _load_seeds
+
+    genomes, err = _load_seeds([str(tmp_path / "nothere.py")])
+    assert genomes is None and err == f"seed {tmp_path / 'nothere.py'}: no such file"

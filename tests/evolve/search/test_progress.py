@@ -74,3 +74,13 @@ def test_the_engine_shows_the_maps_phases_without_a_terminal(tmp_path):
     assert any(line == f"gen 0 eval 0/1 done; running: {g.id[:8]} training 50%" for line in lines)
     assert lines[-1].startswith(f"gen 0 eval 1/1: {g.id[:8]} ok val_bpb 2.3457")
     assert emap.progress is None                 # the hook is taken back
+
+
+def test_a_long_reason_is_cut_at_a_word_and_says_so():
+    from evolve.evaluation.result import Status, make_result
+    from evolve.search.progress import result_text
+
+    r = make_result(Status.INVALID, reason="word " * 80)
+    text = result_text(r)
+    assert len(text) <= 160 and text.endswith(" …") and not text[:-2].endswith("wor")
+    assert result_text(make_result(Status.CRASH, reason="short")) == "crash: short"
