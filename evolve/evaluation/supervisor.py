@@ -496,9 +496,9 @@ class Supervisor:
             if late > allowed:
                 return done(Status.INVALID, f"the weights arrived {late:.2f} s after the budget "
                             f"ended (allowed {allowed:.2f} s): training after the budget does "
-                            "not count. Submit as soon as train_batches ends; a genome that does "
-                            "was slowed by other work on the machine (its last step outlasted "
-                            "the allowance)")
+                            "not count. Submit as soon as train_batches ends; if the genome already "
+                            "does, other work on the machine probably slowed its last step past "
+                            "the allowance")
             if late > 0:
                 # Whatever ran between the end of the budget and the weights' arrival (the step
                 # in flight, or a first step that outlasted a short budget) may have trained:
