@@ -215,3 +215,31 @@ def test_workers_with_other_autoevolve_code_are_refused_at_start(fragile, monkey
                                    close=lambda: None)
     with pytest.raises(cluster.ClusterError, match=r"worker tcp://\S+ runs other autoevolve code"):
         cluster._checked(client, None)
+
+
+class _StartingCluster:
+    """A client whose workers join only while the map waits for them (`joins`), or never."""
+
+    def __init__(self, joins: bool):
+        self.joins, self.waited = joins, []
+        self.workers: dict = {}
+
+    def scheduler_info(self):
+        return {"workers": self.workers}
+
+    def wait_for_workers(self, n, timeout=None):
+        self.waited.append((n, timeout))
+        if not self.joins:
+            raise TimeoutError("no worker")
+        self.workers = {"tcp://w1": {"nthreads": 2}}
+
+
+def test_a_map_waits_for_workers_that_are_still_starting():
+    from evolve.search.cluster import WAIT_FOR_WORKERS_S, DaskMap
+
+    late = _StartingCluster(joins=True)
+    assert DaskMap(late, {"device": "cpu"}, "f" * 16).slots == 2
+    assert late.waited == [(1, WAIT_FOR_WORKERS_S)] and WAIT_FOR_WORKERS_S == 60
+    never = _StartingCluster(joins=False)
+    with pytest.raises(ValueError, match=f"no worker that can run this task after {WAIT_FOR_WORKERS_S} s"):
+        DaskMap(never, {"device": "cpu"}, "f" * 16)

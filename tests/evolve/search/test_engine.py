@@ -114,3 +114,29 @@ def test_llm_token_cap_stops_proposing(tmp_path):
     assert len(logs) == 1 and "token cap" in logs[0]
     proposer.close()
     archive.close()
+
+
+class _ConfirmationFails:
+    """A stand-in supervisor: a genome scores the first time and crashes every time after, so
+    the only failures of a run are its confirmations."""
+
+    def __init__(self):
+        self.task, self.fingerprint, self.seen = small_task(), "fake", set()
+
+    def evaluate(self, source, progress=None, env=None):
+        from evolve.evaluation.result import Status, make_result
+
+        if source in self.seen:
+            return make_result(Status.CRASH, reason="crashed on confirmation")
+        self.seen.add(source)
+        return make_result(Status.OK, val_bpb=2.0, tokens_per_sec=1000.0)
+
+
+def test_a_generations_failures_count_its_confirmations(tmp_path):
+    logs: list[str] = []
+    engine = make_engine(tmp_path / "run", _ConfirmationFails(),
+                         EngineConfig(population=1, generations=0), logs)
+    assert engine.run() == 0                  # a failed confirmation does not fail the generation
+    summary = engine.archive.generations()[0]["summary"]
+    assert summary["failures"] == {"crash": 1}, summary
+    assert "crash" in logs[-1], logs
