@@ -206,12 +206,13 @@ def apply_rlimits(address_space_bytes: int | None, file_size_bytes: int, nproc: 
         setlim(resource.RLIMIT_NPROC, nproc)
 
 
-_NS_ALL = ("--pid", "--fork", "--kill-child", "--mount-proc", "--ipc", "--net")
+# (evolve.evaluation.zygote builds the same by hand, for genomes forked from it)
+ROOT_NAMESPACES = ("--pid", "--fork", "--kill-child", "--mount-proc", "--ipc", "--net")
 # Strongest first. Root can create namespaces directly; an unprivileged user needs a user
 # namespace first (--map-root-user: root inside it, nobody special outside).
 _NS_CANDIDATES = (
-    (("unshare", *_NS_ALL), ("pidns", "mountns", "ipcns", "netns")),
-    (("unshare", "--user", "--map-root-user", *_NS_ALL), ("userns", "pidns", "mountns", "ipcns", "netns")),
+    (("unshare", *ROOT_NAMESPACES), ("pidns", "mountns", "ipcns", "netns")),
+    (("unshare", "--user", "--map-root-user", *ROOT_NAMESPACES), ("userns", "pidns", "mountns", "ipcns", "netns")),
     (("unshare", "--pid", "--fork", "--kill-child"), ("pidns",)),
     (("unshare", "--user", "--map-root-user", "--pid", "--fork", "--kill-child"), ("userns", "pidns")),
 )
