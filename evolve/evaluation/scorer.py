@@ -66,6 +66,63 @@ class ModelFailure(Exception):
         self.status, self.reason = status, reason
 
 
+# Set in a scorer forked from the zygote (evolve.evaluation.zygote), which has torch and the
+# model process's modules imported: its model process is then forked from it, walled as a cold
+# one is, instead of importing them all again.
+FORK_HOST = False
+
+
+class _ForkedHost:
+    """A model process forked by this scorer: what ModelProcess uses of a Popen."""
+
+    def __init__(self, pid: int):
+        self.pid, self.returncode = pid, None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid, status = self.pid, 0
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        end = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if end is not None and time.monotonic() > end:
+                raise subprocess.TimeoutExpired("model process", timeout)
+            time.sleep(0.01)
+        return self.returncode
+
+
+def _fork_host(env: dict, sock_fd: int, memfd: int, log) -> _ForkedHost:
+    """Fork the model process from this (single-threaded) scorer: its own session, killed with
+    us, the socket and the logits memfd at 3 and 4, stdout and stderr to the log, cwd /, exactly
+    `env` (its settings JSON rewritten for those numbers), then the namespaces of a cold start
+    (evolve.evaluation.zygote.walled) and model_host.main as PID 1's child."""
+    from evolve.evaluation import zygote
+
+    me = os.getpid()
+    log_fd = log.fileno() if hasattr(log, "fileno") else os.open(os.devnull, os.O_WRONLY)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            zygote.detach(me, {1: log_fd, 2: log_fd, 3: sock_fd, 4: memfd}, "/", env)
+            config = json.loads(os.environ[model_host.ENV])
+            os.environ[model_host.ENV] = json.dumps({**config, "out_fd": 4})
+
+            def run():
+                sys.argv = [model_host.__file__, "3"]
+                model_host.main()
+
+            zygote.walled(run)
+        finally:
+            os._exit(70)
+    return _ForkedHost(pid)
+
+
 class ModelProcess:
     """The scorer's end of one model process (evolve.evaluation.model_host)."""
 
@@ -102,6 +159,11 @@ class ModelProcess:
                         "out_fd": self.memfd, "slot_bytes": self.slot_bytes,
                         "address_space_bytes": settings.get("model_address_space_bytes")})})
         self.log = open(settings["model_log"], "wb") if settings.get("model_log") else subprocess.DEVNULL
+        if FORK_HOST:
+            self.proc = _fork_host(env, theirs.fileno(), self.memfd, self.log)
+            theirs.close()
+            self.sock = ours
+            return
         self.proc = subprocess.Popen(
             [*sandbox.namespaces()[0], sys.executable, "-m", "evolve.evaluation.model_host",
              str(theirs.fileno())],
@@ -386,9 +448,12 @@ def main() -> None:
         line = sys.stdin.readline().strip()
         if not line:
             raise RuntimeError("no job was given")
-        for pid in (0, host.proc.pid):        # back to normal priority (root only; else stays)
+        # Back to normal priority (root only; else it stays): this process, and the model
+        # process's whole group (the session it leads: the namespace's PID 1 and the model
+        # process itself, which a renice of the leader alone left at 10).
+        for which, pid in ((os.PRIO_PROCESS, 0), (os.PRIO_PGRP, host.proc.pid)):
             try:
-                os.setpriority(os.PRIO_PROCESS, pid, 0)
+                os.setpriority(which, pid, 0)
             except OSError:
                 pass
         job = json.loads(Path(line).read_text())

@@ -42,7 +42,7 @@ from typing import Callable
 
 import numpy as np
 
-from evolve.evaluation import sandbox, verdict
+from evolve.evaluation import sandbox, verdict, zygote
 from evolve.data.loader import BestFitPacker, document_bounds, eval_rows
 from evolve.data.prepare import PreparedData
 from evolve.data.sources import stdlib_hidden_paths
@@ -72,6 +72,23 @@ class _Call:
     env: dict[str, str]
     scorer_dir: Path                                  # the scorer's logs and its model's tmp
     scorer: subprocess.Popen | None = None            # started with the genome, warming up
+
+
+class _Cold:
+    """A genome's process started cold (`unshare ... python -m evolve.evaluation.runner`)."""
+
+    def __init__(self, popen: subprocess.Popen):
+        self.popen, self.pid = popen, popen.pid
+
+    def wait4(self, block: bool):
+        """(pid, wait status, rusage) once it ended, else (0, None, None)."""
+        try:
+            out = os.wait4(self.pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            return self.pid, None, None
+        if out[0] == self.pid:
+            self.popen.returncode = 0           # reaped here via wait4; keep Popen quiet
+        return out
 
 
 def _snapshot(root: Path) -> dict[Path, bytes]:
@@ -133,7 +150,8 @@ class Supervisor:
 
     def __init__(self, task: Task, data: PreparedData, env: dict[str, str] | None = None,
                  memory_limit_bytes: int | None = None, use_landlock: bool = True,
-                 use_pidns: bool = True, address_limit: bool | None = None):
+                 use_pidns: bool = True, address_limit: bool | None = None,
+                 use_zygote: bool = True):
         self.task = task
         self.data = data
         self.extra_env = dict(env or {})
@@ -181,6 +199,13 @@ class Supervisor:
         # train on readable text first. 1.25x + 0.5 s absorbs an import slowed by load.
         imports = sandbox.import_seconds(self.pidns, task.device, home_dir() / "import_seconds.json")
         self.startup_allowance = min(task.startup_s, 1.25 * imports + 0.5)
+        # A genome forked from the zygote (evolve.evaluation.zygote) has torch imported before
+        # its first line: before its first batch it runs only its own module body (model
+        # build). 0.5 s + a quarter of a cold import covers that on a slower machine; a genome
+        # that takes longer is charged for the rest, not refused.
+        self.forked_allowance = min(self.startup_allowance, 0.5 + 0.25 * imports)
+        self.use_zygote = (use_zygote and task.device == "cpu"
+                           and tuple(self.pidns) == ("unshare", *sandbox.ROOT_NAMESPACES))
 
     # -- the child -----------------------------------------------------------------------------
     def _env(self, scratch: Path, config: dict, call: "_Call") -> dict[str, str]:
@@ -268,7 +293,8 @@ class Supervisor:
                     "model_log": str(scorer_dir / "model.log")}
         try:
             return verdict.start_scorer(settings, self._scorer_env(scorer_dir, extra_env),
-                                        scorer_dir / "scorer.log", preexec_fn=_die_with_parent)
+                                        scorer_dir / "scorer.log", preexec_fn=_die_with_parent,
+                                        zygote=self._zygote_for(extra_env))
         except OSError:
             return None                     # _score reports the scorer could not start
 
@@ -313,41 +339,68 @@ class Supervisor:
             if cgroup is not None:
                 cgroup.enter()
 
+        zyg = self._zygote_for(call.env)         # started (and waited for) on first use
+        env = self._env(scratch, self._config(fd), call)
         t_spawn = time.monotonic()
         try:
-            proc = subprocess.Popen(
-                [*self.pidns, sys.executable, "-m", "evolve.evaluation.runner", "genome.py"],
-                cwd=scratch, env=self._env(scratch, self._config(fd), call), stdin=subprocess.DEVNULL,
-                stdout=out_f, stderr=err_f, pass_fds=(fd,), start_new_session=True,
-                preexec_fn=prepare)
+            if zyg is not None:
+                proc = zyg.spawn({"kind": "genome", "cwd": str(scratch), "env": env,
+                                  "genome": "genome.py",
+                                  "config": self._config(fd),
+                                  "cgroup": str(cgroup.path) if cgroup is not None else None},
+                                 (fd, out_f.fileno(), err_f.fileno()))
+                allowance = self.forked_allowance
+            else:
+                proc = _Cold(subprocess.Popen(
+                    [*self.pidns, sys.executable, "-m", "evolve.evaluation.runner", "genome.py"],
+                    cwd=scratch, env=env, stdin=subprocess.DEVNULL, stdout=out_f, stderr=err_f,
+                    pass_fds=(fd,), start_new_session=True, preexec_fn=prepare))
+                allowance = self.startup_allowance
         except (OSError, subprocess.SubprocessError) as e:
             return make_result(Status.CRASH, reason=f"could not start the genome: {e}", **common)
         finally:
             child_sock.close()
         feeder.start()
         try:
-            return self._watch(proc, t_spawn, scratch, call, logs, common, feeder, parent_sock,
-                               out_f, err_f, cgroup)
+            return self._watch(proc, t_spawn, allowance, scratch, call, logs, common, feeder,
+                               parent_sock, out_f, err_f, cgroup)
         finally:
             sandbox.kill_session(proc.pid)      # on every path, an exception of ours included
 
-    def _watch(self, proc, t_spawn, scratch, call, logs, common, feeder, parent_sock, out_f,
-               err_f, cgroup) -> EvalResult:
+    def _zygote_for(self, extra_env: dict[str, str]) -> "zygote.Zygote | None":
+        """The zygote genomes and scorers are forked from, started on first use and shared by
+        every supervisor of this process with the same environment (None: start them cold:
+        not a CPU task with root namespaces, a pinned environment, or a zygote that would not
+        start)."""
+        if not self.use_zygote or extra_env:
+            return None
+        env = {k: os.environ[k] for k in ENV_KEEP if k in os.environ}
+        env.update(self.extra_env)
+        # The genome's scrubbed environment (see zygote.py: a forked child's /proc/self/environ
+        # is this block), plus what Python reads only at start-up.
+        env.update({"HOME": str(self.scratch_root), "PYTHONPATH": str(PACKAGE_ROOT),
+                    "PYTHONNOUSERSITE": "1", "PYTHONUNBUFFERED": "1",
+                    "PYTHONDONTWRITEBYTECODE": "1"})
+        z = zygote.shared(env, "/", _die_with_parent)
+        if z is None:
+            self.use_zygote = False                 # cold starts from now on
+        return z
+
+
+    def _watch(self, proc, t_spawn, allowance, scratch, call, logs, common, feeder, parent_sock,
+               out_f, err_f, cgroup) -> EvalResult:
         task = self.task
         killed_for = None
         status_word = rusage = None
         next_check = 0.0
         while True:
-            try:
-                pid, status_word, rusage = os.wait4(proc.pid, os.WNOHANG)
-            except ChildProcessError:
-                pid = proc.pid
+            pid, status_word, rusage = proc.wait4(block=False)
             if pid == proc.pid:
                 break
             now = time.monotonic()
             t0 = feeder.t0 if feeder.t0 is not None else (
-                feeder.start_clock(t_spawn + self.startup_allowance)
-                if now > t_spawn + self.startup_allowance
+                feeder.start_clock(t_spawn + allowance)
+                if now > t_spawn + allowance
                 else None)
             if feeder.submitted is not None and now > feeder.submitted + 15:
                 killed_for = "submitted"     # submit() exits at once; a lingering tree is killed
@@ -367,15 +420,11 @@ class Supervisor:
                 call.progress("submitting", 1.0)
             if killed_for:
                 sandbox.kill_session(proc.pid)
-                try:
-                    _, status_word, rusage = os.wait4(proc.pid, 0)
-                except ChildProcessError:
-                    pass
+                _, status_word, rusage = proc.wait4(block=True)
                 break
             time.sleep(0.05)
         t_exit = time.monotonic()
         sandbox.kill_session(proc.pid)          # leftovers: children, grandchildren, setsid-ers
-        proc.returncode = 0                     # reaped above via wait4; keep Popen quiet
         # shutdown before close: a feeder blocked in sendall (a genome that never read its batch,
         # with descriptors parked in our receive queue) wakes only on shutdown; a close alone
         # left the socket, its queue and what the parked descriptors held (1 GiB of memfds,

@@ -79,10 +79,15 @@ def parse_verdict(exit_code: int | None, stdout: bytes) -> dict:
     return record
 
 
-def start_scorer(settings: dict, env: dict[str, str], log: Path, preexec_fn=None) -> subprocess.Popen:
+def start_scorer(settings: dict, env: dict[str, str], log: Path, preexec_fn=None,
+                 zygote=None) -> subprocess.Popen:
     """Start a scorer before its job exists (evolve.evaluation.scorer.main): it and its model
-    process import torch while the genome trains. Low CPU priority (nice 10) so that warming
-    up does not take cores from a training genome; the scorer restores it when its job comes."""
+    process import torch while the genome trains (or, forked from `zygote`, have it already,
+    evolve.evaluation.zygote). Low CPU priority (nice 10) so that warming up does not take
+    cores from a training genome; the scorer restores it when its job comes."""
+    if zygote is not None:
+        return zygote.spawn_scorer([json.dumps(settings)], env, str(log.parent), log)
+
     def prepare():
         os.nice(10)
         if preexec_fn is not None:

@@ -1,0 +1,78 @@
+"""Genomes and scorers forked from the zygote (evolve.evaluation.zygote): torch is already
+imported, and the walls are a cold start's. The attack fixtures of test_supervisor.py run
+through the zygote too (the session's supervisors are CPU ones, and the tests run as root where
+the namespaces allow it); this file checks what is particular to forking.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from evolve.evaluation import sandbox
+from evolve.evaluation.result import Status
+from evolve.evaluation.supervisor import Supervisor
+from tests.conftest import small_task
+
+pytestmark = pytest.mark.skipif(
+    tuple(sandbox.namespaces()[0]) != ("unshare", *sandbox.ROOT_NAMESPACES),
+    reason="the zygote needs namespaces without a user namespace (root)")
+
+PROBE = """
+import os, sys, torch
+from evolve import harness
+environ = open("/proc/self/environ", "rb").read()
+print("PRE", sorted(n for n in ("torch", "torch._dynamo", "torch.export") if n in sys.modules))
+print("SECRET", b"sk-zygote-test" in environ or "sk-zygote-test" in str(dict(os.environ)))
+print("PID", os.getpid(), "PROCS", sum(n.isdigit() for n in os.listdir("/proc")))
+import numpy
+print("DRAW", numpy.random.randint(1 << 30))
+for x, y in harness.train_batches(4):
+    pass
+harness.submit(torch.nn.Embedding(harness.VOCAB_SIZE, harness.VOCAB_SIZE))
+"""
+
+
+def lines(path) -> dict[str, str]:
+    return {ln.split(" ", 1)[0]: ln.split(" ", 1)[1] for ln in path.read_text().splitlines()
+            if " " in ln}
+
+
+@pytest.fixture(scope="module")
+def forked(prepared, autoevolve_home):
+    # Its own environment: a zygote of its own, started after the secret was set.
+    os.environ["OPENAI_API_KEY"] = "sk-zygote-test"
+    try:
+        sup = Supervisor(small_task(budget_s=1.0), prepared, memory_limit_bytes=3 * 2 ** 30,
+                         env={"AUTOEVOLVE_TEST": "zygote"})
+        assert sup.use_zygote
+        yield sup
+    finally:
+        os.environ.pop("OPENAI_API_KEY", None)
+
+
+def test_a_forked_genome_starts_with_torch_imported_and_walls_like_a_cold_one(forked, tmp_path):
+    r = forked.evaluate(PROBE, log_dir=tmp_path / "a")
+    assert r.status is Status.OK, r.summary()
+    out = lines(tmp_path / "a" / "stdout.txt")
+    assert out["PRE"] == "['torch', 'torch._dynamo', 'torch.export']", out
+    assert out["SECRET"] == "False", out              # the engine's environment never reaches it
+    # PID 2 of a namespace of its own (1 is the runner's waiter); nothing else visible
+    assert out["PID"].split()[0] == "2" and int(out["PID"].split()[2]) <= 3, out
+    # the clock starts at once: its imports were done before it was forked
+    assert r.startup_seconds is not None and r.startup_seconds <= forked.forked_allowance
+    again = forked.evaluate(PROBE, log_dir=tmp_path / "b")
+    assert again.status is Status.OK, again.summary()
+    # numpy's global stream is drawn afresh in each child, not the zygote's copied state
+    assert lines(tmp_path / "b" / "stdout.txt")["DRAW"] != out["DRAW"]
+
+
+def test_a_dead_zygote_is_replaced(forked):
+    z = forked._zygote_for({})
+    os.kill(z.proc.pid, signal.SIGKILL)
+    z.proc.wait()
+    r = forked.evaluate(PROBE)
+    assert r.status is Status.OK, r.summary()
+    assert forked._zygote_for({}) is not z
