@@ -106,6 +106,13 @@ MAX_NODES = 20_000          # a GPT of depth 32 exports to a few thousand nodes
 # adversary fitted a 2,048-entry output bias after the snapshot and exported it as 2,048
 # literals. Honest seeds have 3 to 6 (norm epsilons, softcap, scales).
 MAX_FLOAT_LITERALS = 64
+# ... and not only floats: an adversary fitted ~12 k values after the snapshot, packed them 8 bits
+# at a time into 1,756 int64 literals (torch.full((1,), INT)) and decoded them in the graph. So
+# the information in all literal arguments is bounded: an int of magnitude m counts
+# bit_length(m) + 1 bits, a float 64. Honest seeds hold 1,252 (cpu.py) and 2,098 (baseline.py)
+# bits; 16,384 (2 KB) leaves a four-times deeper model room, and an adversary about a thousand
+# 16-bit values, as much as the float cap already allowed in kind.
+MAX_LITERAL_BITS = 16_384
 # Arguments that make an otherwise pure op random: they must be literal "off".
 _DROPOUT_TRAIN_ARG = {"dropout": 2, "feature_dropout": 2, "alpha_dropout": 2}
 
@@ -165,6 +172,20 @@ def check_node(node) -> str | None:
            "is not allowed in a scored graph"
 
 
+def _literal_bits(value) -> int:
+    if isinstance(value, bool):
+        return 1
+    if isinstance(value, int):
+        return abs(value).bit_length() + 1
+    if isinstance(value, float):
+        return 64
+    if isinstance(value, (list, tuple)):
+        return sum(_literal_bits(v) for v in value)
+    if isinstance(value, dict):
+        return sum(_literal_bits(v) for v in value.values())
+    return 0
+
+
 def _float_literals(value) -> int:
     if isinstance(value, float):
         return 1
@@ -193,7 +214,7 @@ def check_program(ep) -> str | None:
         # Every literal argument of a node is a few bytes that export writes after training:
         # a bound on nodes bounds what a graph can smuggle that way.
         return f"the graph has {nodes} nodes (at most {MAX_NODES})"
-    floats = 0
+    floats = bits = 0
     for gm in ep.graph_module.modules():
         graph = getattr(gm, "graph", None)
         if not isinstance(graph, torch.fx.Graph):
@@ -203,6 +224,10 @@ def check_program(ep) -> str | None:
             if problem and problem not in problems:
                 problems.append(problem)
             floats += _float_literals((node.args, node.kwargs))
+            bits += _literal_bits((node.args, node.kwargs))
+    if bits > MAX_LITERAL_BITS:
+        problems.append(f"the graph's literal arguments hold {bits:,} bits (at most "
+                        f"{MAX_LITERAL_BITS:,}): keep learned values in parameters or buffers")
     if floats > MAX_FLOAT_LITERALS:
         problems.append(f"the graph holds {floats} float literals (at most {MAX_FLOAT_LITERALS}): "
                         "keep learned values in parameters or buffers")

@@ -153,3 +153,24 @@ def test_nested_graphs_are_walked():
 
     problem = check_program(export(Branch()))
     assert problem and "aten::randn" in problem, problem
+
+
+class _IntCarrier(nn.Module):
+    """Learned-looking values as integer literals: n nodes torch.full((1,), code)."""
+
+    def __init__(self, n: int, code: int):
+        super().__init__()
+        self.n, self.code = n, code
+
+    def forward(self, x):
+        t = torch.cat([torch.full((1,), self.code + i, dtype=torch.int64) for i in range(self.n)])
+        return x + t.sum().to(x.dtype)
+
+
+def test_the_information_in_literals_is_bounded_not_only_floats():
+    from evolve.evaluation.allowlist import MAX_LITERAL_BITS
+
+    assert check_program(export(_IntCarrier(8, 2 ** 55))) is None       # a few big ints: fine
+    n = MAX_LITERAL_BITS // 57 + 1                                       # 57 bits each
+    problem = check_program(export(_IntCarrier(n, 2 ** 55)))
+    assert problem and "literal arguments hold" in problem, problem

@@ -501,6 +501,7 @@ def test_root_inside_the_sandbox_can_do_nothing_privileged(quick_supervisor, tmp
     ("late_constants", None, "not in the weights sent at submit"),
     ("late_bias", "constant", "bytes of tensor constants"),
     ("late_bias", "literals", "float literals"),
+    ("int_literals", None, "literal arguments hold"),
 ])
 def test_values_computed_after_the_snapshot_cannot_hide_in_the_graph(quick_supervisor, name,
                                                                      mode, words):
