@@ -145,7 +145,8 @@ class Feeder(threading.Thread):
     def overtime_allowance(self, weight_bytes: int) -> float:
         """Seconds after the budget within which the weights must arrive: 1 % of the budget,
         one typical step (a step in flight when the budget ends is finished, as autoresearch
-        does), the copy of the weights at 1 GB/s (at most 2 s), and 0.5 s of scheduling slack.
+        does), the copy of the weights at 1 GB/s (at most 2 s and at most 1 % of the budget),
+        and 0.5 s of scheduling slack.
 
         The genome decides when it asks for batches, so "one typical step" is the median gap
         between batches (the last one left out), needs three gaps, and is capped at 2 % of the
@@ -155,5 +156,9 @@ class Feeder(threading.Thread):
         cap = max(0.02 * self.task.budget_s, 1.0)     # 1 s: short budgets on a busy machine
         step = min(gaps[len(gaps) // 2], cap) if len(gaps) >= 3 else 0.0
         # The copy term is capped: an adversary padded its snapshot with 1.5 GB of unused
-        # tensors to buy itself 1.5 s more (2 s covers a 1 B-parameter bf16 model).
-        return 0.01 * self.task.budget_s + step + min(weight_bytes / 1e9, 2.0) + 0.5
+        # tensors to buy itself 1.5 s more (2 s covers a 1 B-parameter bf16 model); and 2 GB
+        # copied in 1.0 s here, so padding still bought ~1 s, a tenth of a 10 s budget. At most
+        # 1 % of the budget as well: 3 s of a 300 s GPU budget, 0.6 s of the 60 s CPU one
+        # (honest CPU models are well under 100 MB: 0.1 s).
+        copy = min(weight_bytes / 1e9, 2.0, 0.01 * self.task.budget_s)
+        return 0.01 * self.task.budget_s + step + copy + 0.5
