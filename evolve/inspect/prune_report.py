@@ -20,7 +20,7 @@ import math
 
 import pandas as pd
 
-from evolve.search.pruning import CHECKPOINTS, MARGIN, first_prune, loss_at
+from evolve.search.pruning import CHECKPOINTS, MARGIN, credible, end_ratio, first_prune, loss_at
 
 
 def curves_by_eval(run) -> dict[int, list[tuple[float, float]]]:
@@ -39,6 +39,10 @@ def shadow(run, checkpoints=CHECKPOINTS, margin: float = MARGIN) -> pd.DataFrame
     evals = run.evals[run.evals.kind == "eval"].sort_values("started_at")
     parents = {g: (p[0] if len(p) else None) for g, p in zip(run.df.genome_id, run.df.parent_ids)}
     done = run.evals[(run.evals.status == "ok") & run.evals.kind.isin(("eval", "confirm"))]
+    ratios = sorted(r for r in (end_ratio(curves.get(int(i), []), b)
+                                for i, b in zip(done.eval_id, done.val_bpb)) if r is not None)
+    typical = ratios[len(ratios) // 2] if len(ratios) >= 3 else None
+    val = dict(zip(done.eval_id.astype(int), done.val_bpb))
     rows = []
     for e in evals.itertuples():
         before = done[done.finished_at <= e.started_at]
@@ -49,7 +53,8 @@ def shadow(run, checkpoints=CHECKPOINTS, margin: float = MARGIN) -> pd.DataFrame
         if len(before):
             best = before.groupby("genome_id").val_bpb.mean().idxmin()
             refs += list(before[before.genome_id == best].eval_id)
-        ref_curves = [curves[i] for i in dict.fromkeys(refs) if i in curves]
+        ref_curves = [curves[i] for i in dict.fromkeys(refs)
+                      if i in curves and credible(curves[i], val.get(i), typical)]
         d = first_prune(curves.get(int(e.eval_id), []), ref_curves, checkpoints, margin)
         rows.append({"eval_id": int(e.eval_id), "genome_id": e.genome_id, "parent_id": parent,
                      "status": e.status, "val_bpb": e.val_bpb,

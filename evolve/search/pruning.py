@@ -9,8 +9,13 @@ signal: prune only when the run's loss at the checkpoint is above the *worst* re
 there by more than `margin` (relative). A genome with no reference, or no loss reported near the
 checkpoint, is never pruned.
 
-The losses are the genome's claims. A genome that lies can only avoid being pruned (costing
-compute), never earn a score, so no trust rests on them.
+The losses are the genome's claims, and a lying genome cannot earn a score with them. It could
+still lower the bar for others: an adversary reported a loss of 0.01 throughout, and as the
+best genome (and its children's parent) it made every honest child look hopeless. So a curve
+is a reference only when its end agrees with its own scored val_bpb as the run's curves
+typically do (`credible`): the end of the curve over val_bpb is at least half the run's median
+of that ratio (the ratio is bytes per token and the train/validation gap, alike across genomes
+of one run).
 
 This module decides from curves it is given; it reads no archive, kills nothing and stores
 nothing (the shadow report is evolve.inspect.prune_report).
@@ -34,6 +39,27 @@ class Decision:
     prune: bool
     loss: float | None          # the run's mean loss near the checkpoint
     bar: float | None           # the worst reference loss there, times (1 + margin)
+
+
+CREDIBLE = 0.5                  # a reference's end/val_bpb at least half the run's median
+
+
+def end_ratio(curve: Curve, val_bpb: float | None) -> float | None:
+    """The curve's last reported losses (the final WINDOW of the budget) over its val_bpb."""
+    end = loss_at(curve, max((p for p, _ in curve), default=0.0))
+    if end is None or not val_bpb or val_bpb != val_bpb:
+        return None
+    return end / val_bpb
+
+
+def credible(curve: Curve, val_bpb: float | None, typical: float | None) -> bool:
+    """Whether a finished run's curve may serve as a reference (see the module docstring):
+    `typical` is the median end_ratio of the run's scored curves (None: too few to tell, so
+    every curve is taken)."""
+    if typical is None:
+        return True
+    ratio = end_ratio(curve, val_bpb)
+    return ratio is not None and ratio >= CREDIBLE * typical
 
 
 def loss_at(curve: Curve, checkpoint: float, window: float = WINDOW) -> float | None:

@@ -39,3 +39,18 @@ def test_no_reference_or_no_report_near_the_checkpoint_never_prunes():
 def test_a_late_start_is_judged_where_it_falls_behind():
     late = [(p, x + (2.0 if p > 0.3 else 0.0)) for p, x in REF]
     assert first_prune(late, [REF]).checkpoint == 0.4
+
+
+def test_a_curve_that_claims_far_better_than_it_scored_is_no_reference():
+    from evolve.search.pruning import credible, end_ratio
+
+    honest = [(p / 10, 6.0 - 3 * p / 10) for p in range(1, 11)]       # ends at 3.0
+    forged = [(p / 10, 0.01) for p in range(1, 11)]                    # tests/fixtures/adversarial/forged_curve.py
+    typical = end_ratio(honest, 3.0)                                  # 1.0: loss 3.0 at bpb 3.0
+    assert credible(honest, 3.1, typical) and not credible(forged, 3.08, typical)
+    assert credible(forged, 3.08, None)                               # too few runs to tell
+    # As a reference, the forged curve would have pruned an honest child (its parent's curve
+    # plus a little) at once.
+    child = [(p, x + 0.1) for p, x in honest]
+    assert first_prune(child, [forged]) is not None
+    assert first_prune(child, [c for c in (forged, honest) if credible(c, 3.08, typical)]) is None
