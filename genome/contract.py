@@ -120,6 +120,29 @@ class _Checker:
         self.imported_harness = False
         self.submits = False
         self.bind_imports(tree.body)
+        self.bind_aliases(tree)
+
+    def bind_aliases(self, tree: ast.Module) -> None:
+        """Follow plain aliases of imported names (`h = harness`, `mk = socket.socket`): an
+        adversary reached harness internals and the socket constructor through them, unseen by
+        a check that resolved imports only. Chains resolve in a few passes."""
+        for _ in range(3):
+            for node in ast.walk(tree):
+                if not isinstance(node, (ast.Assign, ast.AnnAssign, ast.NamedExpr)) or node.value is None:
+                    continue
+                root = node.value
+                while isinstance(root, ast.Attribute):
+                    root = root.value
+                if not (isinstance(root, ast.Name) and root.id in self.bindings):
+                    continue
+                q = self.qualname(node.value)
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for t in targets:
+                    if isinstance(t, ast.Name) and t.id != root.id and q:
+                        self.bindings[t.id] = q
+                        if q == HARNESS and t.id != "harness":
+                            self.add(t, "harness-assign", f"binds the harness to another name "
+                                                          f"({t.id}): use harness.X as documented")
 
     def bind_imports(self, body: list[ast.stmt]) -> None:
         """Fill `bindings` from every import statement (statements only: imports are never
