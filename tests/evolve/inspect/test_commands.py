@@ -153,7 +153,9 @@ def test_bad_input_is_one_line(run_dir, tmp_path):
     from genome.record import Genome, identity
 
     one_line_error(evolve("show", tmp_path), "not a run directory")
-    one_line_error(evolve("lineage", run_dir, "zzzz"), "no genome 'zzzz'")
+    # ... and where to find the ids that do exist
+    one_line_error(evolve("lineage", run_dir, "zzzz"), "no genome 'zzzz'", "show lists the front",
+                   f"python -m evolve export {run_dir} --tsv FILE")
     # An ambiguous prefix: add a genome whose id shares its first hex digit with another's.
     d = copy_run(run_dir, tmp_path)
     ids = load_run(d).df.genome_id
