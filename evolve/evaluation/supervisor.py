@@ -342,15 +342,19 @@ class Supervisor:
         zyg = self._zygote_for(call.env)         # started (and waited for) on first use
         env = self._env(scratch, self._config(fd), call)
         t_spawn = time.monotonic()
+        proc = None
         try:
             if zyg is not None:
-                proc = zyg.spawn({"kind": "genome", "cwd": str(scratch), "env": env,
-                                  "genome": "genome.py",
-                                  "config": self._config(fd),
-                                  "cgroup": str(cgroup.path) if cgroup is not None else None},
-                                 (fd, out_f.fileno(), err_f.fileno()))
-                allowance = self.forked_allowance
-            else:
+                try:
+                    proc = zyg.spawn({"kind": "genome", "cwd": str(scratch), "env": env,
+                                      "genome": "genome.py", "config": self._config(fd),
+                                      "cgroup": str(cgroup.path) if cgroup is not None else None},
+                                     (fd, out_f.fileno(), err_f.fileno()))
+                    allowance = self.forked_allowance
+                except OSError:
+                    zyg.close()                 # ours, not the genome's: replaced next time,
+                    t_spawn = time.monotonic()  # and this genome starts cold
+            if proc is None:
                 proc = _Cold(subprocess.Popen(
                     [*self.pidns, sys.executable, "-m", "evolve.evaluation.runner", "genome.py"],
                     cwd=scratch, env=env, stdin=subprocess.DEVNULL, stdout=out_f, stderr=err_f,

@@ -86,7 +86,10 @@ def start_scorer(settings: dict, env: dict[str, str], log: Path, preexec_fn=None
     evolve.evaluation.zygote). Low CPU priority (nice 10) so that warming up does not take
     cores from a training genome; the scorer restores it when its job comes."""
     if zygote is not None:
-        return zygote.spawn_scorer([json.dumps(settings)], env, str(log.parent), log)
+        try:
+            return zygote.spawn_scorer([json.dumps(settings)], env, str(log.parent), log)
+        except OSError:
+            pass                            # the zygote failed us: start this one cold
 
     def prepare():
         os.nice(10)

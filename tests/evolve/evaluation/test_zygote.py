@@ -76,3 +76,16 @@ def test_a_dead_zygote_is_replaced(forked):
     r = forked.evaluate(PROBE)
     assert r.status is Status.OK, r.summary()
     assert forked._zygote_for({}) is not z
+
+
+def test_a_zygote_that_cannot_fork_means_a_cold_start_not_a_crash(forked, monkeypatch, tmp_path):
+    from evolve.evaluation import zygote
+
+    def wedged(self, request, fds, timeout=30.0):
+        raise OSError("the zygote did not answer")
+
+    monkeypatch.setattr(zygote.Zygote, "spawn", wedged)
+    r = forked.evaluate(PROBE, log_dir=tmp_path)
+    assert r.status is Status.OK, r.summary()
+    # started cold: its own imports, so the longer allowance of a cold start applied
+    assert "torch._dynamo" not in lines(tmp_path / "stdout.txt")["PRE"]
