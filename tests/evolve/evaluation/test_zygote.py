@@ -89,3 +89,13 @@ def test_a_zygote_that_cannot_fork_means_a_cold_start_not_a_crash(forked, monkey
     assert r.status is Status.OK, r.summary()
     # started cold: its own imports, so the longer allowance of a cold start applied
     assert "torch._dynamo" not in lines(tmp_path / "stdout.txt")["PRE"]
+
+
+def test_a_forked_genome_gets_half_a_second_before_its_clock_starts(forked, tmp_path):
+    from tests.conftest import ADVERSARIAL
+
+    r = forked.evaluate((ADVERSARIAL / "free_body.py").read_text(), log_dir=tmp_path)
+    out = (tmp_path / "stdout.txt").read_text()
+    assert "FREE_STEPS" in out, out                    # it did train off the clock before asking
+    assert forked.forked_allowance == 0.5
+    assert r.startup_seconds is not None and r.startup_seconds <= 0.5 + 0.05, r.summary()
