@@ -172,28 +172,22 @@ def check_node(node) -> str | None:
            "is not allowed in a scored graph"
 
 
-def _literal_bits(value) -> int:
+def _literals(value) -> tuple[int, int]:
+    """(float literals, bits of all literals) in a node's arguments: an int of magnitude m is
+    bit_length(m) + 1 bits, a float 64, a bool 1."""
     if isinstance(value, bool):
-        return 1
+        return 0, 1
     if isinstance(value, int):
-        return abs(value).bit_length() + 1
+        return 0, abs(value).bit_length() + 1
     if isinstance(value, float):
-        return 64
-    if isinstance(value, (list, tuple)):
-        return sum(_literal_bits(v) for v in value)
-    if isinstance(value, dict):
-        return sum(_literal_bits(v) for v in value.values())
-    return 0
-
-
-def _float_literals(value) -> int:
-    if isinstance(value, float):
-        return 1
-    if isinstance(value, (list, tuple)):
-        return sum(_float_literals(v) for v in value)
-    if isinstance(value, dict):
-        return sum(_float_literals(v) for v in value.values())
-    return 0
+        return 1, 64
+    items = value if isinstance(value, (list, tuple)) else \
+        value.values() if isinstance(value, dict) else ()
+    floats = bits = 0
+    for v in items:
+        f, b = _literals(v)
+        floats, bits = floats + f, bits + b
+    return floats, bits
 
 
 def check_program(ep) -> str | None:
@@ -223,8 +217,8 @@ def check_program(ep) -> str | None:
             problem = check_node(node)
             if problem and problem not in problems:
                 problems.append(problem)
-            floats += _float_literals((node.args, node.kwargs))
-            bits += _literal_bits((node.args, node.kwargs))
+            f, b = _literals((node.args, node.kwargs))
+            floats, bits = floats + f, bits + b
     if bits > MAX_LITERAL_BITS:
         problems.append(f"the graph's literal arguments hold {bits:,} bits (at most "
                         f"{MAX_LITERAL_BITS:,}): keep learned values in parameters or buffers")

@@ -89,12 +89,9 @@ class _ForkedHost:
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        end = None if timeout is None else time.monotonic() + timeout
-        while self.poll() is None:
-            if end is not None and time.monotonic() > end:
-                raise subprocess.TimeoutExpired("model process", timeout)
-            time.sleep(0.01)
-        return self.returncode
+        from evolve.evaluation.zygote import wait_polling
+
+        return wait_polling(self, timeout, "model process")
 
 
 def _fork_host(env: dict, sock_fd: int, memfd: int, log) -> _ForkedHost:

@@ -261,6 +261,16 @@ class Forked:
         return self.zygote.wait(self.pid, block)
 
 
+def wait_polling(proc, timeout: float | None, what: str) -> int:
+    """Popen.wait for a process known only through proc.poll() (ours, or the zygote's child)."""
+    end = None if timeout is None else time.monotonic() + timeout
+    while proc.poll() is None:
+        if end is not None and time.monotonic() > end:
+            raise subprocess.TimeoutExpired(what, timeout)
+        time.sleep(0.01)
+    return proc.returncode
+
+
 class ForkedPopen:
     """A scorer forked by the zygote, with what evolve.evaluation.verdict uses of a Popen."""
 
@@ -283,12 +293,7 @@ class ForkedPopen:
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        end = None if timeout is None else time.monotonic() + timeout
-        while self.poll() is None:
-            if end is not None and time.monotonic() > end:
-                raise subprocess.TimeoutExpired("scorer", timeout)
-            time.sleep(0.02)
-        return self.returncode
+        return wait_polling(self, timeout, "scorer")
 
     def communicate(self, input: bytes | None = None, timeout: float | None = None):
         """Write `input`, close stdin, read stdout to its end, wait (as Popen.communicate)."""
