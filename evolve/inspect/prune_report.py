@@ -20,7 +20,8 @@ import math
 
 import pandas as pd
 
-from evolve.search.pruning import CHECKPOINTS, MARGIN, credible, end_ratio, first_prune, loss_at
+from evolve.search.pruning import (CHECKPOINTS, MARGIN, credible, end_ratio, first_prune,
+                                   loss_at, median_curve)
 
 
 def curves_by_eval(run) -> dict[int, list[tuple[float, float]]]:
@@ -55,6 +56,10 @@ def shadow(run, checkpoints=CHECKPOINTS, margin: float = MARGIN) -> pd.DataFrame
             refs += list(before[before.genome_id == best].eval_id)
         ref_curves = [curves[i] for i in dict.fromkeys(refs)
                       if i in curves and credible(curves[i], val.get(i), typical)]
+        population = [curves[i] for i in before.eval_id
+                      if i in curves and credible(curves[i], val.get(i), typical)]
+        if ref_curves and population:
+            ref_curves.append(median_curve(population, checkpoints))
         d = first_prune(curves.get(int(e.eval_id), []), ref_curves, checkpoints, margin)
         rows.append({"eval_id": int(e.eval_id), "genome_id": e.genome_id, "parent_id": parent,
                      "status": e.status, "val_bpb": e.val_bpb,

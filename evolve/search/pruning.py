@@ -15,7 +15,10 @@ best genome (and its children's parent) it made every honest child look hopeless
 is a reference only when its end agrees with its own scored val_bpb as the run's curves
 typically do (`credible`): the end of the curve over val_bpb is at least half the run's median
 of that ratio (the ratio is bytes per token and the train/validation gap, alike across genomes
-of one run).
+of one run). A curve can still be credible at its end and claim low losses before it, so the
+references always include the run's median curve (`median_curve`: at each checkpoint, the median
+loss of every credible scored run so far), and the bar is the worst of them: one genome's claims
+cannot put it below the median of the run.
 
 This module decides from curves it is given; it reads no archive, kills nothing and stores
 nothing (the shadow report is evolve.inspect.prune_report).
@@ -60,6 +63,17 @@ def credible(curve: Curve, val_bpb: float | None, typical: float | None) -> bool
         return True
     ratio = end_ratio(curve, val_bpb)
     return ratio is not None and ratio >= CREDIBLE * typical
+
+
+def median_curve(curves: Sequence[Curve], checkpoints: Sequence[float] = CHECKPOINTS) -> Curve:
+    """A curve with one point per checkpoint: the median of the curves' losses there (among
+    those that reported near it)."""
+    out = []
+    for c in checkpoints:
+        losses = sorted(x for x in (loss_at(curve, c) for curve in curves) if x is not None)
+        if losses:
+            out.append((c, losses[len(losses) // 2]))
+    return out
 
 
 def loss_at(curve: Curve, checkpoint: float, window: float = WINDOW) -> float | None:

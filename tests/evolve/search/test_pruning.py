@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from evolve.search.pruning import decide, first_prune, loss_at
 
 # a reference run: loss falls from 6 to 3 over the budget, reported every 5 %
@@ -54,3 +56,17 @@ def test_a_curve_that_claims_far_better_than_it_scored_is_no_reference():
     child = [(p, x + 0.1) for p, x in honest]
     assert first_prune(child, [forged]) is not None
     assert first_prune(child, [c for c in (forged, honest) if credible(c, 3.08, typical)]) is None
+
+
+def test_one_genome_cannot_put_the_bar_below_the_run_s_median():
+    from evolve.search.pruning import credible, end_ratio, median_curve
+
+    honest = [(p / 10, 6.0 - 3 * p / 10) for p in range(1, 11)]
+    # credible at its end (3.0 at bpb 3.0), but claims 0.01 at every checkpoint before it
+    early_liar = [(p / 10, 0.01 if p < 9 else 3.0) for p in range(1, 11)]
+    assert credible(early_liar, 3.0, end_ratio(honest, 3.0))
+    child = [(p, x + 0.1) for p, x in honest]
+    assert first_prune(child, [early_liar]) is not None          # alone, it would decide
+    population = [honest, [(p, x + 0.2) for p, x in honest], early_liar]
+    assert first_prune(child, [early_liar, median_curve(population)]) is None
+    assert [x for _, x in median_curve(population)] == pytest.approx([5.4, 4.8, 4.2])
