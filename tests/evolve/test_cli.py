@@ -131,3 +131,22 @@ def test_a_missing_seed_file_says_so(tmp_path):
 
     genomes, err = _load_seeds([str(tmp_path / "nothere.py")])
     assert genomes is None and err == f"seed {tmp_path / 'nothere.py'}: no such file"
+
+
+def test_data_preparation_draws_no_progress_bars_into_a_log(capsys, tmp_path, monkeypatch):
+    # stderr is captured here, not a terminal: a run started with output to a file or a pipe
+    # must not fill it with the tokenizer's carriage-return bars.
+    import evolve.data.prepare as prepare
+
+    asked = {}
+
+    def prepared_nothing(task, progress=True, log=print):
+        asked["progress"] = progress
+        return "no data here (test)"
+
+    monkeypatch.setattr(prepare, "ensure_prepared", prepared_nothing)   # imported at call
+    monkeypatch.setenv("AUTOEVOLVE_HOME", str(tmp_path / "home"))
+    code, err = run_main(["--run-dir", str(tmp_path / "run"), "--device", "cpu",
+                          "--seed", str(ADVERSARIAL / "honest.py")], capsys)
+    assert code == 2 and err[-1] == "error: no data here (test)", err
+    assert asked == {"progress": False}
