@@ -448,7 +448,7 @@ class Supervisor:
         if cgroup is not None and cgroup.oom_killed() and killed_for is None:
             killed_for = "memory"
         peak = cgroup.peak_bytes() if cgroup is not None else None
-        return self._classify(scratch, feeder, killed_for, status_word, rusage,
+        return self._classify(scratch, feeder, killed_for, status_word, rusage, allowance,
                               t_spawn, t_exit, common, call, stderr_tail, peak)
 
     # -- deciding what happened ----------------------------------------------------------------
@@ -464,8 +464,9 @@ class Supervisor:
                 path.write_bytes(blob)
         return changed
 
-    def _classify(self, scratch, feeder, killed_for, status_word, rusage, t_spawn,
-                  t_exit, common, call, stderr_tail: str, tree_peak: int | None) -> EvalResult:
+    def _classify(self, scratch, feeder, killed_for, status_word, rusage, start_allowance,
+                  t_spawn, t_exit, common, call, stderr_tail: str,
+                  tree_peak: int | None) -> EvalResult:
         task = self.task
         t0 = feeder.t0
         # The training clock ends when the budget runs out or the process ends, whichever is
@@ -544,10 +545,12 @@ class Supervisor:
             allowed = feeder.overtime_allowance(feeder.weights_bytes)
             if feeder.first_step_only():
                 # The budget ended inside the genome's first few steps (a cold start on a short
-                # budget, a busy machine): that step may finish, for at most what importing
-                # torch takes (or the budget, if shorter). Unbounded, a genome that asked for
-                # one batch trained on it for 28 s on a 10 s budget.
-                allowed = max(allowed, min(task.budget_s, self.startup_allowance))
+                # budget, a busy machine): that step may finish, for at most the start-up
+                # allowance this genome had (what importing torch takes cold; 0.5 s forked: an
+                # adversary given the cold figure while forked trained 3 s past a 10 s budget),
+                # or the budget if shorter. Unbounded, a genome that asked for one batch
+                # trained on it for 28 s on a 10 s budget.
+                allowed = max(allowed, min(task.budget_s, start_allowance))
             if late > allowed:
                 return done(Status.INVALID, f"the weights arrived {late:.2f} s after the budget "
                             f"ended (allowed {allowed:.2f} s): training after the budget does "
