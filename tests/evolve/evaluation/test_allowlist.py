@@ -174,3 +174,25 @@ def test_the_information_in_literals_is_bounded_not_only_floats():
     n = MAX_LITERAL_BITS // 57 + 1                                       # 57 bits each
     problem = check_program(export(_IntCarrier(n, 2 ** 55)))
     assert problem and "literal arguments hold" in problem, problem
+
+
+class _RefCarrier(nn.Module):
+    """Values chosen by reference: one cat over n picks among 16 one-element buffers."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        for i in range(16):
+            self.register_buffer(f"lv{i}", torch.tensor([float(i)]))
+        self.codes = [(i * 7) % 16 for i in range(n)]
+
+    def forward(self, x):
+        levels = [getattr(self, f"lv{i}") for i in range(16)]
+        return x + torch.cat([levels[c] for c in self.codes]).sum().to(x.dtype)
+
+
+def test_references_chosen_inside_a_list_count_as_information():
+    from evolve.evaluation.allowlist import MAX_LITERAL_BITS
+
+    assert check_program(export(_RefCarrier(8))) is None
+    problem = check_program(export(_RefCarrier(MAX_LITERAL_BITS // 5)))
+    assert problem and "literal arguments hold" in problem, problem
