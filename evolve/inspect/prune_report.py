@@ -20,8 +20,8 @@ import math
 
 import pandas as pd
 
-from evolve.search.pruning import (CHECKPOINTS, MARGIN, credible, end_ratio, first_prune,
-                                   loss_at, median_curve)
+from evolve.search.pruning import (CHECKPOINTS, MARGIN, MIN_RUNS, credible, end_ratio,
+                                   first_prune, loss_at, median_curve)
 
 
 def curves_by_eval(run) -> dict[int, list[tuple[float, float]]]:
@@ -58,7 +58,9 @@ def shadow(run, checkpoints=CHECKPOINTS, margin: float = MARGIN) -> pd.DataFrame
                       if i in curves and credible(curves[i], val.get(i), typical)]
         population = [curves[i] for i in before.eval_id
                       if i in curves and credible(curves[i], val.get(i), typical)]
-        if ref_curves and population:
+        if len(population) < MIN_RUNS:
+            ref_curves = []                      # too few credible runs to judge by
+        elif ref_curves:
             ref_curves.append(median_curve(population, checkpoints))
         d = first_prune(curves.get(int(e.eval_id), []), ref_curves, checkpoints, margin)
         rows.append({"eval_id": int(e.eval_id), "genome_id": e.genome_id, "parent_id": parent,
@@ -89,9 +91,19 @@ def summary(run, table: pd.DataFrame, checkpoints=CHECKPOINTS) -> dict:
     noise = run.noise_floor or 0.0
     means = run.df.set_index("genome_id").val_bpb
     front = set(run.pareto().genome_id)
-    false = [g for g, p in zip(pruned.genome_id, pruned.parent_id)
-             if g in front or (p in means.index and means.get(g) == means.get(g)
-                               and means.get(p) == means.get(p) and means[g] < means[p] - noise)]
+    done = run.evals[(run.evals.status == "ok") & run.evals.kind.isin(("eval", "confirm"))]
+    started = dict(zip(run.evals.eval_id, run.evals.started_at))
+
+    def beat_all_before(eval_id, g) -> bool:
+        before = done[done.finished_at <= started.get(eval_id, 0.0)]
+        mine = means.get(g)
+        return mine == mine and mine is not None and len(before) > 0 and \
+            mine < before.val_bpb.min() - noise
+
+    false = [g for e, g, p in zip(pruned.eval_id, pruned.genome_id, pruned.parent_id)
+             if g in front or beat_all_before(e, g)
+             or (p in means.index and means.get(g) == means.get(g)
+                 and means.get(p) == means.get(p) and means[g] < means[p] - noise)]
     return {"evaluations": len(table), "pruned": len(pruned),
             "saved_share": saved / float(seconds.sum()) if seconds.sum() else 0.0,
             "false_kills": len(false),

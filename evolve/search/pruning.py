@@ -18,7 +18,9 @@ of that ratio (the ratio is bytes per token and the train/validation gap, alike 
 of one run). A curve can still be credible at its end and claim low losses before it, so the
 references always include the run's median curve (`median_curve`: at each checkpoint, the median
 loss of every credible scored run so far), and the bar is the worst of them: one genome's claims
-cannot put it below the median of the run.
+cannot put it below the median of the run. Nothing is judged before MIN_RUNS credible runs are
+known (two liars finishing first made the median theirs), and a curve claiming less at a
+checkpoint than 0.9 x its own end is no reference.
 
 This module decides from curves it is given; it reads no archive, kills nothing and stores
 nothing (the shadow report is evolve.inspect.prune_report).
@@ -45,6 +47,8 @@ class Decision:
 
 
 CREDIBLE = 0.5                  # a reference's end/val_bpb at least half the run's median
+EARLY_FLOOR = 0.9               # no checkpoint of a reference below 0.9 x its own end loss
+MIN_RUNS = 3                    # credible scored runs needed before anything is judged
 
 
 def end_ratio(curve: Curve, val_bpb: float | None) -> float | None:
@@ -55,10 +59,17 @@ def end_ratio(curve: Curve, val_bpb: float | None) -> float | None:
     return end / val_bpb
 
 
-def credible(curve: Curve, val_bpb: float | None, typical: float | None) -> bool:
+def credible(curve: Curve, val_bpb: float | None, typical: float | None,
+             checkpoints: Sequence[float] = CHECKPOINTS) -> bool:
     """Whether a finished run's curve may serve as a reference (see the module docstring):
     `typical` is the median end_ratio of the run's scored curves (None: too few to tell, so
-    every curve is taken)."""
+    every curve is taken). Also, no checkpoint may claim a loss below 0.9 x the curve's own
+    end: training loss falls, and an adversary claimed 0.5 up to 70 % of its budget and its
+    true losses after, to stay credible at its end."""
+    end = loss_at(curve, max((p for p, _ in curve), default=0.0))
+    if end is not None and any(x is not None and x < EARLY_FLOOR * end
+                               for x in (loss_at(curve, c) for c in checkpoints)):
+        return False
     if typical is None:
         return True
     ratio = end_ratio(curve, val_bpb)

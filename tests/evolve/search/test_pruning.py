@@ -62,9 +62,11 @@ def test_one_genome_cannot_put_the_bar_below_the_run_s_median():
     from evolve.search.pruning import credible, end_ratio, median_curve
 
     honest = [(p / 10, 6.0 - 3 * p / 10) for p in range(1, 11)]
-    # credible at its end (3.0 at bpb 3.0), but claims 0.01 at every checkpoint before it
+    # right at its end (3.0 at bpb 3.0), but claims 0.01 at every checkpoint before it: no
+    # reference (below 0.9 x its own end), and were it one, the median would still hold
     early_liar = [(p / 10, 0.01 if p < 9 else 3.0) for p in range(1, 11)]
-    assert credible(early_liar, 3.0, end_ratio(honest, 3.0))
+    assert end_ratio(early_liar, 3.0) == end_ratio(honest, 3.0)
+    assert not credible(early_liar, 3.0, end_ratio(honest, 3.0))
     child = [(p, x + 0.1) for p, x in honest]
     assert first_prune(child, [early_liar]) is not None          # alone, it would decide
     population = [honest, [(p, x + 0.2) for p, x in honest], early_liar]
