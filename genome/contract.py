@@ -121,6 +121,9 @@ class _Checker:
         self.submits = False
         self.bind_imports(tree.body)
         self.bind_aliases(tree)
+        # Names that are the base of an attribute access (harness.X): the documented use.
+        self.attribute_bases = {id(n.value) for n in ast.walk(tree)
+                                if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)}
 
     def bind_aliases(self, tree: ast.Module) -> None:
         """Follow plain aliases of imported names (`h = harness`, `mk = socket.socket`): an
@@ -264,7 +267,7 @@ class _Checker:
             self.add(node, "evolve-module", f"uses evolve.{parts[1]}; only the harness may be used")
         if parts[0] in ("builtins", "__builtins__", "__builtin__"):
             self.add(node, "builtins", f"uses {parts[0]}: builtins may not be patched")
-        if q.startswith("sys.modules"):
+        if q.startswith("sys.modules") or ".sys.modules" in q:      # also os.sys.modules
             self.add(node, "sys-modules", "uses sys.modules")
         if q in GC_FUNCS:
             self.add(node, "gc-objects", f"uses {q}: walking live objects reaches the harness")
@@ -278,6 +281,11 @@ class _Checker:
 
     def visit_Name(self, node: ast.Name) -> None:
         q = self.bindings.get(node.id, node.id)
+        if q == HARNESS and isinstance(node.ctx, ast.Load) and id(node) not in self.attribute_bases:
+            # The module itself as a value (in a tuple, a list, a default, an argument): an
+            # adversary reached its internals through every such alias the check did not follow.
+            self.add(node, "harness-assign", f"uses the harness module as a value ({node.id}); "
+                                             "use harness.X as documented")
         if q != node.id or node.id in ("__builtins__", "builtins"):
             self.check_qualified(node, q)
         if isinstance(node.ctx, (ast.Store, ast.Del)) and node.id == "harness":

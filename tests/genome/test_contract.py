@@ -63,7 +63,8 @@ def test_adversarial_fixtures_with_static_evidence_are_flagged():
     expected = {"fake_score.py": "result-channel", "snoop.py": "secrets", "not_python.py": "syntax",
                 "weights_flood.py": "result-channel",     # socket(AF_UNIX, SOCK_STREAM, 0, fd)
                 "parked_fds.py": "result-channel",        # socket(*[AF_UNIX, SOCK_STREAM, 0, fd])
-                "alias_private.py": "harness-private"}    # h = harness; h._send(...)
+                "alias_private.py": "harness-private",    # h = harness; h._send(...)
+                "alias_forms.py": "harness-assign"}       # (h,) = (harness,), defaults, lists
     for name, code in expected.items():
         if (ADVERSARIAL / name).exists():
             assert code in {p.code for p in check_file(ADVERSARIAL / name).problems}, name
