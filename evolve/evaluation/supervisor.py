@@ -56,6 +56,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]     # holds evolve/ and kerne
 ENV_KEEP = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "CUDA_VISIBLE_DEVICES", "CUDA_HOME",
             "LD_LIBRARY_PATH", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TRITON_INTERPRET",
             "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES")
+EXPORT_MIN_S, EXPORT_SHARE = 10.0, 0.05   # the export's time after the weights: 10 s or 5 %
 FORKED_ALLOWANCE_S = 0.5             # before a forked genome's clock starts anyway (see __init__)
 MAX_PROCS = 256                      # processes in the genome's session before it is a fork bomb
 LOG_KEEP = 2 ** 20                   # bytes of the genome's stdout/stderr kept for log_dir
@@ -206,6 +207,8 @@ class Supervisor:
         # a genome that takes longer is charged for the rest, not refused. (Scaled with the
         # cold import, an adversary trained 5 AdamW steps off the clock in 0.8 s.)
         self.forked_allowance = min(self.startup_allowance, FORKED_ALLOWANCE_S)
+        # From the weights' arrival to the end of the export (see _classify), seconds.
+        self.export_allowed = max(EXPORT_MIN_S, EXPORT_SHARE * task.budget_s)
         self.use_zygote = (use_zygote and task.device == "cpu"
                            and tuple(self.pidns) == ("unshare", *sandbox.ROOT_NAMESPACES))
 
@@ -412,6 +415,9 @@ class Supervisor:
                 killed_for = "submitted"     # submit() exits at once; a lingering tree is killed
             elif t0 is not None and now > t0 + task.budget_s + task.submit_s:
                 killed_for = "timeout"
+            elif (feeder.weights_at is not None and feeder.submitted is None
+                  and now > feeder.weights_at + self.export_allowed):
+                killed_for = "export"        # past the export's time: judged now (_classify)
             elif now >= next_check:
                 next_check = now + 0.5
                 if len(sandbox.session_members(proc.pid)) > MAX_PROCS:
@@ -509,6 +515,8 @@ class Supervisor:
         tampered = [] if self.landlock else self._restore_trusted()
         if tampered:
             return done(Status.CHEAT, f"changed trusted files: {', '.join(tampered[:3])} (restored)")
+        if killed_for == "export":
+            return done(Status.INVALID, self._export_reason(t_exit - feeder.weights_at))
         if killed_for == "timeout":
             return done(Status.TIMEOUT, f"no submit within budget {task.budget_s:g} s + "
                                         f"{task.submit_s:g} s allowance; process tree killed")
@@ -564,6 +572,16 @@ class Supervisor:
                 charged = measured["training_seconds"] + late
                 measured.update(training_seconds=charged,
                                 tokens_per_sec=feeder.tokens / charged if feeder.tokens else None)
+        # Between the weights and the end of the export the genome's code still runs (its
+        # eval(), its forward while export traces it), and the graph's structure can carry
+        # what it computes there: adversaries trained for 8-12 s after the snapshot and encoded
+        # the result in literals, in list references, in which buffers 6,000 chained nodes
+        # pick. Structure cannot be capped without capping honest graphs, so that time is:
+        # export-sized (seeds/cpu.py exports in ~2 s here, at ~2.5 ms a node), which bounds
+        # both the late compute and how many nodes can carry it.
+        export_s = feeder.submitted - feeder.weights_at
+        if export_s > self.export_allowed:
+            return done(Status.INVALID, self._export_reason(export_s))
         # The private directory is made only now, after the genome's tree is dead, so nothing
         # the genome did can be waiting in it.
         jobdir = Path(tempfile.mkdtemp(prefix=f"score-{os.getpid()}-", dir=self.scratch_root))
@@ -573,6 +591,12 @@ class Supervisor:
             return self._score(model, jobdir, done, call)
         finally:
             shutil.rmtree(jobdir, ignore_errors=True)
+
+    def _export_reason(self, seconds: float) -> str:
+        return (f"the export ended {seconds:.1f} s after the weights arrived or was stopped then "
+                f"(allowed {self.export_allowed:.0f} s): work after the weights were sent could "
+                "reach the exported graph. Submit right after training; a graph of tens of "
+                "thousands of nodes also exports too slowly")
 
     def _score(self, model: Path, jobdir: Path, done, call) -> EvalResult:
         call.progress("scoring", 1.0)
