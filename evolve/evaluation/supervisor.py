@@ -345,14 +345,15 @@ class Supervisor:
                 cgroup.enter()
 
         zyg = self._zygote_for(call.env)         # started (and waited for) on first use
-        env = self._env(scratch, self._config(fd), call)
+        config = self._config(fd)
+        env = self._env(scratch, config, call)
         t_spawn = time.monotonic()
         proc = None
         try:
             if zyg is not None:
                 try:
                     proc = zyg.spawn({"kind": "genome", "cwd": str(scratch), "env": env,
-                                      "genome": "genome.py", "config": self._config(fd),
+                                      "genome": "genome.py", "config": config,
                                       "cgroup": str(cgroup.path) if cgroup is not None else None},
                                      (fd, out_f.fileno(), err_f.fileno()))
                     allowance = self.forked_allowance
