@@ -33,6 +33,7 @@ class Status(str, enum.Enum):
     DIVERGED = "diverged"  # the training loss or the scored logits were not finite
     INVALID = "invalid"    # broke the contract: no submit, bad logits shape, impossible score
     CHEAT = "cheat"        # looked ahead (causality probe) or tampered with trusted files
+    PRUNED = "pruned"      # stopped at a checkpoint of its budget as hopeless (--prune on)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +65,11 @@ class EvalResult:
     curve: tuple[tuple[float, float], ...] = ()  # (progress, loss): the same losses placed on
                                              # the budget (0..1) by the supervisor's clock when
                                              # each report arrived; the loss is the genome's claim
+    pruned_at: float | None = None           # share of the budget (0..1) at which the pruner
+                                             # said stop: stopped there when the status is
+                                             # PRUNED, else (shadow mode) it ran on
+    prune_bar: float | None = None           # the loss it was above there (the references' worst
+                                             # times 1 + margin)
     device: str = ""                         # "cpu", "cuda" or the GPU's name
     sandbox: str = ""                        # which isolation layers were active
     fingerprint: str = ""                    # data + tokenizer + task constants; never compare across
@@ -121,7 +127,7 @@ class EvalResult:
 # Real-valued fields: finite or None here, REAL columns in the archive (evolve.search.archive).
 FLOAT_FIELDS = ("val_bpb", "tokens_per_sec", "training_seconds", "total_seconds",
                 "startup_seconds", "scoring_seconds", "peak_memory_mb", "mfu",
-                "model_tokens_per_sec", "device_memory_mb")
+                "model_tokens_per_sec", "device_memory_mb", "pruned_at", "prune_bar")
 
 
 def finite_or_none(x: Any) -> float | None:

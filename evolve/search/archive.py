@@ -37,7 +37,7 @@ _EVAL_COLUMNS = ("status", "reason", "val_bpb", "tokens_per_sec", "training_seco
                  "total_seconds", "startup_seconds", "scoring_seconds", "peak_memory_mb",
                  "num_params", "mfu", "tokens", "exit_code", "signal", "stderr_tail", "losses",
                  "device", "sandbox", "fingerprint", "model_tokens_per_sec", "device_memory_mb",
-                 "curve")
+                 "curve", "pruned_at", "prune_bar")
 
 
 def _column_type(name: str) -> str:
@@ -193,6 +193,12 @@ class Archive:
             d["curve"] = json.loads(d["curve"] or "[]")
             out.append(EvalResult.from_dict(d))
         return out
+
+    def scored_curves(self) -> list[tuple[str, list[tuple[float, float]], float]]:
+        """(genome_id, curve, val_bpb) of every OK evaluation and confirmation, oldest first."""
+        rows = self.conn.execute("SELECT genome_id, curve, val_bpb FROM evals WHERE status = 'ok' "
+                                 "AND kind IN ('eval', 'confirm') ORDER BY eval_id").fetchall()
+        return [(g, [tuple(p) for p in json.loads(c or "[]")], b) for g, c, b in rows]
 
     def eval_count(self, kinds: Iterable[str] = ("eval", "confirm")) -> int:
         kinds = tuple(kinds)

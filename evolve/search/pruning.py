@@ -22,8 +22,14 @@ cannot put it below the median of the run. Nothing is judged before MIN_RUNS cre
 known (two liars finishing first made the median theirs), and a curve claiming less at a
 checkpoint than 0.9 x its own end is no reference.
 
+`references(...)` picks the reference curves for one run from what was scored before it, and a
+`Pruner` (an immutable record: those references, the checkpoints, and whether to stop the run or
+only record the decision) travels with the evaluation to the supervisor, which asks it at each
+checkpoint of the budget by its own clock (evolve.evaluation.supervisor).
+
 This module decides from curves it is given; it reads no archive, kills nothing and stores
-nothing (the shadow report is evolve.inspect.prune_report).
+nothing (the engine builds Pruners, the supervisor acts on them, the report is
+evolve.inspect.prune_report).
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ class Decision:
     loss: float | None          # the run's mean loss near the checkpoint
     bar: float | None           # the worst reference loss there, times (1 + margin)
 
+
+MODES = ("off", "shadow", "on")    # --prune: never judge / judge and record / judge and stop
 
 CREDIBLE = 0.5                  # a reference's end/val_bpb at least half the run's median
 EARLY_FLOOR = 0.9               # no checkpoint of a reference below 0.9 x its own end loss
@@ -114,3 +122,47 @@ def first_prune(curve: Curve, references: Sequence[Curve],
         if d.prune:
             return d
     return None
+
+
+def references(parent: Sequence[tuple[Curve, float | None]],
+               best: Sequence[tuple[Curve, float | None]],
+               done: Sequence[tuple[Curve, float | None]],
+               checkpoints: Sequence[float] = CHECKPOINTS) -> list[Curve]:
+    """The reference curves for a run, from (curve, val_bpb) pairs scored before it started:
+    its parent's evaluations, the best genome's, and every scored evaluation of the run (`done`).
+    Only credible curves count; nothing is judged (no references) before MIN_RUNS of them; and
+    whenever there is a reference, the run's median curve is one too (see the module
+    docstring)."""
+    ratios = sorted(r for r in (end_ratio(c, b) for c, b in done) if r is not None)
+    typical = ratios[len(ratios) // 2] if len(ratios) >= MIN_RUNS else None
+    population = [c for c, b in done if credible(c, b, typical, checkpoints)]
+    if len(population) < MIN_RUNS:
+        return []
+    refs: list[Curve] = []
+    for c, b in list(parent) + list(best):
+        if credible(c, b, typical, checkpoints) and list(c) not in [list(r) for r in refs]:
+            refs.append(c)
+    if refs:
+        refs.append(median_curve(population, checkpoints))
+    return refs
+
+
+@dataclasses.dataclass(frozen=True)
+class Pruner:
+    """What the supervisor needs to judge one run: immutable and small, so it pickles to a
+    cluster worker with the genome. `stop` False is shadow mode: decide and record, never kill."""
+
+    references: tuple[tuple[tuple[float, float], ...], ...]
+    stop: bool
+    checkpoints: tuple[float, ...] = CHECKPOINTS
+    margin: float = MARGIN
+
+    @classmethod
+    def of(cls, refs: Sequence[Curve], stop: bool) -> "Pruner | None":
+        """A Pruner over these references, or None when there is nothing to judge by."""
+        if not refs:
+            return None
+        return cls(tuple(tuple((float(p), float(x)) for p, x in r) for r in refs), stop)
+
+    def decide(self, curve: Curve, checkpoint: float) -> Decision:
+        return decide(curve, self.references, checkpoint, self.margin)

@@ -72,3 +72,35 @@ def test_one_genome_cannot_put_the_bar_below_the_run_s_median():
     population = [honest, [(p, x + 0.2) for p, x in honest], early_liar]
     assert first_prune(child, [early_liar, median_curve(population)]) is None
     assert [x for _, x in median_curve(population)] == pytest.approx([5.4, 4.8, 4.2])
+
+
+def test_references_wait_for_three_credible_runs_and_always_add_the_median():
+    from evolve.search.pruning import MIN_RUNS, median_curve, references
+
+    runs = [(shifted(d), 3.0 + d) for d in (0.0, 0.1, 0.2)]
+    assert references(runs[:1], runs[:1], runs[:MIN_RUNS - 1]) == []        # too few to judge
+    refs = references(runs[:1], runs[2:], runs)
+    assert refs[:2] == [runs[0][0], runs[2][0]]
+    assert refs[2] == median_curve([c for c, _ in runs])
+    assert references([], [], runs) == []                 # no parent nor best: nothing to judge
+    # a parent that is also the best counts once
+    assert len(references(runs[:1], runs[:1], runs)) == 2
+    # a curve claiming far below what it scored is no reference, and does not count as a run
+    forged = ([(p, 0.01) for p, _ in REF], 3.0)
+    assert references([forged], [forged], runs) == []
+    assert references([forged], [], runs[:2] + [forged]) == []
+
+
+def test_a_pruner_is_a_small_immutable_value_that_decides_like_the_rule():
+    import dataclasses
+    import pickle
+
+    from evolve.search.pruning import Pruner
+
+    assert Pruner.of([], stop=True) is None
+    p = Pruner.of([REF, shifted(0.1)], stop=False)
+    assert pickle.loads(pickle.dumps(p)) == p
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.stop = True
+    assert p.decide(shifted(1.0), 0.2) == decide(shifted(1.0), [REF, shifted(0.1)], 0.2)
+    assert p.decide(shifted(1.0), 0.2).prune and not p.decide(REF, 0.2).prune
