@@ -74,6 +74,7 @@ class _Call:
     env: dict[str, str]
     scorer_dir: Path                                  # the scorer's logs and its model's tmp
     scorer: subprocess.Popen | None = None            # started with the genome, warming up
+    pruner: object | None = None                      # evolve.search.pruning.Pruner, or None
 
 
 class _Cold:
@@ -247,12 +248,15 @@ class Supervisor:
         }
 
     def evaluate(self, source: str, progress=None, log_dir: Path | None = None,
-                 env: dict[str, str] | None = None) -> EvalResult:
+                 env: dict[str, str] | None = None, pruner=None) -> EvalResult:
         """Train and score one genome. `progress(phase, fraction)` is called about twice a
         second from this thread (phase: starting, training, submitting, scoring). With
         `log_dir`, the genome's stdout.txt and stderr.txt are copied there (kept for debugging;
         never read as measurements). `env` adds variables for this child only (the engine pins
-        a GPU with CUDA_VISIBLE_DEVICES)."""
+        a GPU with CUDA_VISIBLE_DEVICES). With a `pruner` (evolve.search.pruning.Pruner) the
+        run's loss curve is judged at its checkpoints of the budget, by this clock: the first
+        "stop" is recorded (`pruned_at`), and ends the run as PRUNED when the pruner stops runs
+        (a shadow pruner only records)."""
         problem = precheck(source)
         if problem:
             return make_result(Status.INVALID, reason=problem, fingerprint=self.fingerprint,
@@ -261,7 +265,7 @@ class Supervisor:
         scorer_dir = Path(tempfile.mkdtemp(prefix=f"score-{os.getpid()}-", dir=self.scratch_root))
         env = dict(env or {})
         call = _Call(progress or (lambda phase, fraction: None), env, scorer_dir,
-                     self._start_scorer(scorer_dir, env))
+                     self._start_scorer(scorer_dir, env), pruner)
         logs: dict[str, bytes] = {}
         try:
             return self._evaluate(source, scratch, call, logs)
@@ -403,6 +407,8 @@ class Supervisor:
         killed_for = None
         status_word = rusage = None
         next_check = 0.0
+        judged = 0                  # checkpoints of call.pruner already judged
+        decision = None             # the pruner's first "stop", if any
         while True:
             pid, status_word, rusage = proc.wait4(block=False)
             if pid == proc.pid:
@@ -419,6 +425,14 @@ class Supervisor:
             elif (feeder.weights_at is not None and feeder.submitted is None
                   and now > feeder.weights_at + self.export_allowed):
                 killed_for = "export"        # past the export's time: judged now (_classify)
+            elif decision is None and t0 is not None and call.pruner is not None and \
+                    judged < len(call.pruner.checkpoints) and \
+                    now >= t0 + call.pruner.checkpoints[judged] * task.budget_s:
+                d = call.pruner.decide(tuple(feeder.curve), call.pruner.checkpoints[judged])
+                judged += 1
+                if d.prune:
+                    decision = d
+                    killed_for = "pruned" if call.pruner.stop else None
             elif now >= next_check:
                 next_check = now + 0.5
                 if len(sandbox.session_members(proc.pid)) > MAX_PROCS:
@@ -455,6 +469,8 @@ class Supervisor:
         if cgroup is not None and cgroup.oom_killed() and killed_for is None:
             killed_for = "memory"
         peak = cgroup.peak_bytes() if cgroup is not None else None
+        if decision is not None:
+            common = dict(common, pruned_at=decision.checkpoint, prune_bar=decision.bar)
         return self._classify(scratch, feeder, killed_for, status_word, rusage, allowance,
                               t_spawn, t_exit, common, call, stderr_tail, peak)
 
@@ -518,6 +534,10 @@ class Supervisor:
             return done(Status.CHEAT, f"changed trusted files: {', '.join(tampered[:3])} (restored)")
         if killed_for == "export":
             return done(Status.INVALID, self._export_reason(t_exit - feeder.weights_at))
+        if killed_for == "pruned":
+            return done(Status.PRUNED, f"stopped at {100 * common['pruned_at']:.0f} % of the "
+                        f"budget: training loss there above {common['prune_bar']:.4f} (the worst "
+                        "of its parent's, the best genome's and the run's median, plus margin)")
         if killed_for == "timeout":
             return done(Status.TIMEOUT, f"no submit within budget {task.budget_s:g} s + "
                                         f"{task.submit_s:g} s allowance; process tree killed")

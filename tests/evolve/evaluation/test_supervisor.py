@@ -41,6 +41,39 @@ def honest(supervisor):
     return run(supervisor, "honest")
 
 
+# A reference no honest run comes near (0.01 nats at every checkpoint): a pruner over it says
+# "stop" at the first checkpoint where the run reported a loss. The honest control reporting at
+# every step, so that every checkpoint's window (10 % of the budget) holds reports even on a
+# loaded machine.
+LOW = tuple((p, 0.01) for p in (0.15, 0.2, 0.35, 0.4, 0.55, 0.6))
+CHATTY = (ADVERSARIAL / "honest.py").read_text().replace("if step % 10 == 0:", "if True:")
+
+
+def test_a_shadow_pruner_records_its_decision_and_never_stops_the_run(supervisor):
+    from evolve.search.pruning import Pruner
+
+    assert "if True:" in CHATTY
+    r = supervisor.evaluate(CHATTY, pruner=Pruner.of([LOW], stop=False))
+    assert r.status is Status.OK and r.val_bpb is not None, r.summary()
+    assert r.pruned_at in (0.2, 0.4, 0.6) and r.prune_bar == pytest.approx(0.01 * 1.05)
+    assert max(p for p, _ in r.curve) > 0.9                      # it trained to the end
+
+
+def test_a_pruner_that_stops_ends_the_run_at_its_checkpoint(supervisor):
+    from evolve.search.pruning import Pruner
+
+    budget = supervisor.task.budget_s
+    r = supervisor.evaluate(CHATTY, pruner=Pruner.of([LOW], stop=True))
+    assert r.status is Status.PRUNED and r.val_bpb is None, r.summary()
+    assert r.pruned_at in (0.2, 0.4, 0.6) and f"{100 * r.pruned_at:.0f} % of the budget" in r.reason
+    # stopped by the supervisor's clock at the checkpoint (plus its 50 ms poll), the scorer
+    # never run; the partial curve is kept
+    assert r.pruned_at * budget <= r.training_seconds < r.pruned_at * budget + 0.5, r.summary()
+    assert r.scoring_seconds is None and r.curve
+    assert max(p for p, _ in r.curve) <= r.pruned_at + 0.05
+    assert r.tokens > 0 and r.tokens_per_sec > 0
+
+
 def test_honest_genome_scores_below_uniform(supervisor, honest):
     r = honest
     assert r.status is Status.OK, r.summary()
