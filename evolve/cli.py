@@ -194,8 +194,10 @@ def cmd_run(args) -> int:
         meta = archive.meta()
         task = Task(**meta["task"])
         config = EngineConfig.from_dict(meta["config"])
-        if args.generations is not None:
-            config = dataclasses.replace(config, generations=args.generations)
+        if args.generations is not None or args.prune is not None:
+            config = dataclasses.replace(config, generations=(
+                args.generations if args.generations is not None else config.generations),
+                prune=args.prune or config.prune)
             archive.set_meta("config", config.to_dict())
         run_dir = Path(args.resume)
     else:
@@ -213,7 +215,8 @@ def cmd_run(args) -> int:
                 rng_seed=args.rng_seed if args.rng_seed is not None else 0,
                 max_failed_generations=(args.max_failed_generations
                                         if args.max_failed_generations is not None else 3),
-                llm_share=args.llm_share if args.llm_share is not None else 0.25)
+                llm_share=args.llm_share if args.llm_share is not None else 0.25,
+                prune=args.prune or "shadow")
         except ValueError as e:
             return _fail(str(e))
         problem = config.problem() or _llm_flags_problem(args)
@@ -439,6 +442,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="mutation weights, e.g. constant=3,keyword=1 (python -m genome list)")
     parser.add_argument("--no-confirm", action="store_true",
                         help="declare a new best without a confirming re-evaluation")
+    parser.add_argument("--prune", choices=("off", "shadow", "on"), default=None,
+                        help="judge each run's loss curve at 20/40/60 %% of its budget against "
+                             "its parent's, the best's and the run's median: record what it "
+                             "would stop (shadow, the default), stop it (on), or neither (off); "
+                             "may change on --resume")
     parser.add_argument("--rng-seed", type=int, default=None, help="seed of the search's random stream")
     parser.add_argument("--max-failed-generations", type=int, default=None, metavar="K",
                         help="stop after K generations in a row where every evaluation failed (3)")

@@ -35,7 +35,7 @@ import uuid
 from typing import Callable, Iterable, Iterator
 
 from evolve.evaluation.result import Status, make_result
-from evolve.search.workers import Done
+from evolve.search.workers import Done, unpack
 
 ALLOWED_FAILURES = 3          # worker deaths one evaluation may cause before it is a crash
 CONNECT_TIMEOUT_S = 10        # reaching the scheduler at start
@@ -265,7 +265,8 @@ def _reporter(key: str):
     return report
 
 
-def evaluate_on_worker(task_dict: dict, fingerprint: str, source: str, key: str = ""):
+def evaluate_on_worker(task_dict: dict, fingerprint: str, source: str, key: str = "",
+                       pruner=None):
     """One evaluation on this worker: (EvalResult, worker name, started, finished)."""
     from evolve.search.workers import visible_gpus
 
@@ -278,16 +279,17 @@ def evaluate_on_worker(task_dict: dict, fingerprint: str, source: str, key: str 
         env = {"CUDA_VISIBLE_DEVICES": gpus[0]}
         name += f" cuda:{gpus[0]}"
     started = time.time()
-    result = sup.evaluate(source, progress=_reporter(key), env=env)
+    result = sup.evaluate(source, progress=_reporter(key), env=env, pruner=pruner)
     return result, name, started, time.time()
 
 
-def _guarded(evaluate, task_dict: dict, fingerprint: str, source: str, key: str):
+def _guarded(evaluate, task_dict: dict, fingerprint: str, source: str, key: str, pruner=None):
     """Runs `evaluate` on the worker; a fault of the evaluating code is a CRASH value there (as
     the local map makes it), so that any exception the driver sees comes from Dask itself."""
     started = time.time()
     try:
-        return evaluate(task_dict, fingerprint, source, key)
+        return evaluate(task_dict, fingerprint, source, key,
+                        **({"pruner": pruner} if pruner is not None else {}))
     except WorkerDataError:
         raise
     except Exception as e:
@@ -333,13 +335,13 @@ class DaskMap:
             return int(sum(w.get("resources", {}).get("GPU", 0) for w in workers))
         return int(sum(w.get("nthreads", 1) for w in workers))
 
-    def imap(self, jobs: Iterable[tuple[str, str]]) -> Iterator[Done]:
-        jobs = list(jobs)
+    def imap(self, jobs: Iterable[tuple]) -> Iterator[Done]:
+        jobs = [unpack(j) for j in jobs]
         if not jobs:
             return iter(())
         return self._results(jobs)
 
-    def _results(self, jobs: list[tuple[str, str]]) -> Iterator[Done]:
+    def _results(self, jobs: list[tuple[str, str, object]]) -> Iterator[Done]:
         from distributed import as_completed
 
         run = uuid.uuid4().hex[:8]
@@ -354,10 +356,10 @@ class DaskMap:
             # innocent genome waiting behind a worker-killer would end as "killed N workers".
             # So only as many evaluations as the cluster has free slots are in Dask at once.
             while queue and len(pending) < max(1, self._slots()):
-                key, source = queue.popleft()
+                key, source, pruner = queue.popleft()
                 # pure=False and a unique name: never deduplicated or cached by Dask.
                 fut = self.client.submit(_guarded, self.evaluate, self.task_dict,
-                                         self.fingerprint, source, key,
+                                         self.fingerprint, source, key, pruner,
                                          key=f"evolve-eval-{key}-{run}", pure=False,
                                          resources=self.resources)
                 pending[fut.key] = fut
@@ -366,7 +368,7 @@ class DaskMap:
 
         progress = self.progress
         if progress is not None:
-            running = {k for k, _ in jobs}
+            running = {k for k, _, _ in jobs}
 
             def on_event(event) -> None:
                 msg = event[1]

@@ -39,6 +39,7 @@ from typing import Callable
 from deap import base, tools
 
 from evolve.search.archive import Archive
+from evolve.search.pruning import MODES, Pruner, references
 from evolve.evaluation.result import EvalResult, Status
 from evolve.search.workers import EvalMap
 
@@ -57,6 +58,7 @@ class EngineConfig:
     max_failed_generations: int = 3
     rng_seed: int = 0
     llm_share: float = 0.25                     # share of offspring proposed by the LLM, when on
+    prune: str = "shadow"                       # off | shadow (judge, record) | on (judge, stop)
 
     def problem(self) -> str | None:
         from genome.operators import MUTATIONS
@@ -73,6 +75,8 @@ class EngineConfig:
             return "--crossover-prob must be within 0..1"
         if not 0.0 <= self.llm_share <= 1.0:
             return "--llm-share must be within 0..1"
+        if self.prune not in MODES:
+            return f"--prune must be one of {', '.join(MODES)}"
         for name, w in self.operator_weights:
             if name not in MUTATIONS:
                 return f"unknown operator {name!r} in --operator-weights (see python -m genome list)"
@@ -326,9 +330,10 @@ class Engine:
         (the progress counts from there)."""
         from evolve.search.progress import EvalProgress
 
-        jobs = [(g, self.archive.genome(g).source) for g in ids]
-        if not jobs:
+        if not ids:
             return []
+        jobs = [(g, self.archive.genome(g).source, self._pruner(g) if kind == "eval" else None)
+                for g in ids]
         mode = "bar" if self.show_progress else "lines" if self.progress_lines else None
         shown = EvalProgress(already + len(jobs), f"gen {generation} {kind}", self.log, mode,
                              heartbeat_s=self.heartbeat_s, done=already)
@@ -348,6 +353,22 @@ class Engine:
                 self.map.progress = None
             shown.close()
         return out
+
+    def _pruner(self, gid: str) -> Pruner | None:
+        """The pruner for a first evaluation of `gid` (a confirmation or replay is never
+        pruned): references from what was scored before its generation started (its parent, the
+        best genome by mean val_bpb, the run's median), or None with --prune off or nothing to
+        judge by yet."""
+        if self.config.prune == "off":
+            return None
+        done = self.archive.scored_curves()
+        parents = self.archive.genome(gid).parents
+        scored = self.scored(g for g, _, _ in done)
+        best = min(scored, key=lambda g: self.stats(g).bpb) if scored else None
+        refs = references([(c, b) for g, c, b in done if parents and g == parents[0]],
+                          [(c, b) for g, c, b in done if g == best],
+                          [(c, b) for _, c, b in done])
+        return Pruner.of(refs, stop=self.config.prune == "on")
 
     def _confirm(self, planned: list[str], generation: int) -> list[EvalResult]:
         """Evaluate again the best new genome that beats the confirmed best (noise guard)."""
@@ -401,7 +422,9 @@ class Engine:
             "front_size": len(front),
             "hypervolume": hypervolume([pts[g] for g in front], ref) if ref else 0.0,
             "evals_total": self.archive.eval_count(), "evals_new": len(new_results),
-            "failures": dict(Counter(r.status.value for r in new_results if not r.ok)),
+            "failures": dict(Counter(r.status.value for r in new_results
+                                     if not r.ok and r.status is not Status.PRUNED)),
+            "pruned": sum(r.status is Status.PRUNED for r in new_results),
             "population": len(population), "elapsed_s": elapsed,
             "eta_s": elapsed / done_gens * remaining if done_gens else None,
         }
@@ -446,7 +469,7 @@ class Engine:
             # the failed-generation rule stay about the offspring
             s = self.summary(generation, population, planned, results)
             s["failures"] = dict(Counter(r.status.value for r in results + confirmations
-                                         if not r.ok))
+                                         if not r.ok and r.status is not Status.PRUNED))
             s["reused"] = reused
             s["kept"] = kept
             if self.proposer is not None:
@@ -456,7 +479,8 @@ class Engine:
             self.log(format_summary(s, self.config.generations))
             if self.on_generation is not None:
                 self.on_generation(generation)
-            if results and not any(r.ok for r in results):
+            # A pruned run is the pruner's choice, not a failure of the genome or the machine.
+            if results and not any(r.ok or r.status is Status.PRUNED for r in results):
                 failed_streak += 1
                 if failed_streak >= self.config.max_failed_generations:
                     self.log(f"stopping: every evaluation failed in {failed_streak} generations in "
@@ -481,7 +505,7 @@ def _duration(seconds: float | None) -> str:
 def format_summary(s: dict, generations: int) -> str:
     """One line per generation, e.g.
     gen 3/50  best 1.23456 ±0.00061 [ab12cd34]  front 4  hv 1.2e+05  evals 33 (+8, 1 reused)
-    fail crash:1  12m05s  eta 1h30m"""
+    fail crash:1  pruned 2  12m05s  eta 1h30m    ("pruned" only when some were)"""
     best = (f"best {s['best_bpb']:.5f}" + (f" ±{s['best_std']:.5f}" if s.get("best_std") else "")
             + f" [{s['best_id'][:8]}]") if s.get("best_bpb") is not None else "best -"
     noise = f"  noise {s['noise_floor']:.5f}" if s.get("noise_floor") else ""
@@ -489,7 +513,9 @@ def format_summary(s: dict, generations: int) -> str:
     line = (f"gen {s['generation']}/{generations}  {best}{noise}  front {s['front_size']}  "
             f"hv {s['hypervolume']:.3g}  evals {s['evals_total']} (+{s['evals_new']}, "
             + (f"{s['kept']} kept from before the resume, " if s.get("kept") else "")
-            + f"{s.get('reused', 0)} reused)  fail {fails}  {_duration(s['elapsed_s'])}  "
+            + f"{s.get('reused', 0)} reused)  fail {fails}  "
+            + (f"pruned {s['pruned']}  " if s.get("pruned") else "")
+            + f"{_duration(s['elapsed_s'])}  "
             f"eta {_duration(s['eta_s'])}")
     if "llm_tokens" in s:
         line += (f"\n    {s.get('llm') or 'llm: no proposals this generation'}; "

@@ -12,8 +12,9 @@ g + 1. `waited_s` is the time the engine then still had to wait (the workers wer
 shown in every generation summary.
 
 `prompt_context(archive, stats, program)` builds what the model sees about the run: the Pareto
-front (descriptions, diffs, measurements), the latest failures with their error tails, and every
-idea already tried with its outcome. The same function serves `python -m evolve prompt`, so that
+front (descriptions, diffs, measurements), the latest failures with their error tails (a pruned
+child with its loss at each checkpoint beside its parent's), and every idea already tried with
+its outcome. The same function serves `python -m evolve prompt`, so that
 command prints exactly what the model would be sent. The archive is read only in the engine's
 thread (SQLite connections are not shared); worker threads get immutable values.
 """
@@ -36,16 +37,24 @@ def prompt_context(archive, program: str) -> PromptContext:
     """The run as the model sees it, read from the archive (means over OK evaluations)."""
     rows = archive.conn.execute(
         "SELECT e.genome_id, e.status, e.val_bpb, e.tokens_per_sec, e.reason, e.stderr_tail, "
-        "g.description, g.parent_ids, g.diffs FROM evals e JOIN genomes g USING (genome_id) "
-        "WHERE e.kind IN ('eval', 'confirm') ORDER BY e.eval_id").fetchall()
+        "e.curve, g.description, g.parent_ids, g.diffs FROM evals e JOIN genomes g "
+        "USING (genome_id) WHERE e.kind IN ('eval', 'confirm') ORDER BY e.eval_id").fetchall()
     means: dict[str, list[tuple[float, float]]] = {}
     first: dict[str, tuple] = {}
     last_failure: dict[str, str] = {}
+    curves: dict[str, list] = {}          # genome -> the curve of its first OK evaluation
     failures = []
-    for gid, status, bpb, tps, reason, tail, desc, parents, diffs in rows:
+    for gid, status, bpb, tps, reason, tail, curve, desc, parents, diffs in rows:
         first.setdefault(gid, (desc, json.loads(parents), json.loads(diffs)))
         if status == "ok":
             means.setdefault(gid, []).append((bpb, tps or 0.0))
+            curves.setdefault(gid, json.loads(curve or "[]"))
+        elif status == "pruned":
+            # what the model needs to learn from a stopped run: where its loss stood against
+            # its parent's when it was stopped
+            parent = (first[gid][1] or [None])[0]
+            failures.append((desc, status, reason or "",
+                             pruned_curves(json.loads(curve or "[]"), curves.get(parent))))
         else:
             failures.append((desc, status, reason or "", tail or ""))
             last_failure[gid] = f"{status}: {reason or ''}".strip()
@@ -70,6 +79,21 @@ def prompt_context(archive, program: str) -> PromptContext:
         tried.append((desc, outcome))
     return PromptContext(program=program, front=front_rows,
                          failures=tuple(failures[-FAILURES_SHOWN:]), tried=tuple(tried))
+
+
+def pruned_curves(curve: list, parent: list | None) -> str:
+    """A pruned child's training loss at each checkpoint it reached, beside its parent's."""
+    from evolve.search.pruning import CHECKPOINTS, loss_at
+
+    reached = max((p for p, _ in curve), default=0.0)
+    lines = ["training loss at each checkpoint of the budget, this child vs its parent:"]
+    for c in CHECKPOINTS:
+        if c > reached + 0.05:
+            break
+        mine, theirs = loss_at(curve, c), loss_at(parent or [], c)
+        lines.append(f"{100 * c:.0f} %: " + (f"{mine:.4f}" if mine is not None else "-")
+                     + " vs " + (f"{theirs:.4f}" if theirs is not None else "-"))
+    return "\n".join(lines) if len(lines) > 1 else ""
 
 
 def parent_measurement(archive, genome_id: str) -> Measurement:

@@ -1,13 +1,14 @@
 """The one swappable map through which the engine evaluates genomes.
 
-`EvalMap` is the contract: `imap(jobs)` takes (key, source) pairs and yields `Done` records in
-completion order (not submission order), so the engine can write each result to the archive
-the moment it exists. Implementations must:
+`EvalMap` is the contract: `imap(jobs)` takes (key, source) pairs, or (key, source, pruner)
+triples, and yields `Done` records in completion order (not submission order), so the engine can
+write each result to the archive the moment it exists. Implementations must:
 
 - never raise for anything a genome does (the supervisor turns it into an EvalResult), and turn
   a fault of the evaluating code itself into a CRASH result rather than end the run;
 - run at most `slots` evaluations at once and say which slot ran each one (`worker`);
-- be usable from one thread (the engine's); internal threads are their own business.
+- be usable from one thread (the engine's); internal threads are their own business;
+- hand a job's pruner (evolve.search.pruning.Pruner, or None) to the supervisor's evaluate().
 
 `LocalMap` is the implementation for one machine: a joblib thread pool (threads, not processes:
 each evaluation is already a child process, so the pool only waits, and no DEAP class or
@@ -39,7 +40,13 @@ class Done:
 class EvalMap(Protocol):
     slots: int
 
-    def imap(self, jobs: Iterable[tuple[str, str]]) -> Iterator[Done]: ...
+    def imap(self, jobs: Iterable[tuple]) -> Iterator[Done]: ...
+
+
+def unpack(job: tuple) -> tuple[str, str, object]:
+    """(key, source, pruner or None) from a job of either form."""
+    key, source, *rest = job
+    return key, source, (rest[0] if rest else None)
 
 
 def visible_gpus() -> list[str]:
@@ -70,14 +77,15 @@ class LocalMap:
         self.slots = len(devices)
         self.progress = progress          # (key, phase, fraction), from worker threads
 
-    def _run(self, free: "queue.Queue[str]", key: str, source: str) -> Done:
+    def _run(self, free: "queue.Queue[str]", key: str, source: str, pruner=None) -> Done:
         gpu = free.get()
         try:
             env = {"CUDA_VISIBLE_DEVICES": gpu} if gpu else {}
             started = time.time()
             report = (lambda phase, f: self.progress(key, phase, f)) if self.progress else None
             try:
-                result = self.supervisor.evaluate(source, progress=report, env=env)
+                kw = {"pruner": pruner} if pruner is not None else {}
+                result = self.supervisor.evaluate(source, progress=report, env=env, **kw)
             except Exception as e:           # a fault in trusted code: a value, not a dead run
                 result = make_result(Status.CRASH, reason=(
                     f"the evaluation failed in the supervisor: {e.__class__.__name__}: {e}"))
@@ -85,10 +93,10 @@ class LocalMap:
         finally:
             free.put(gpu)
 
-    def imap(self, jobs: Iterable[tuple[str, str]]) -> Iterator[Done]:
+    def imap(self, jobs: Iterable[tuple]) -> Iterator[Done]:
         from joblib import Parallel, delayed
 
-        jobs = list(jobs)
+        jobs = [unpack(j) for j in jobs]
         if not jobs:
             return iter(())
         free: "queue.Queue[str]" = queue.Queue()
@@ -99,4 +107,4 @@ class LocalMap:
         warnings.filterwarnings("ignore", message=r".*tasks .*(cancelled|not used)",
                                 category=UserWarning, module="joblib")
         pool = Parallel(n_jobs=self.slots, backend="threading", return_as="generator_unordered")
-        return iter(pool(delayed(self._run)(free, k, s) for k, s in jobs))
+        return iter(pool(delayed(self._run)(free, k, s, p) for k, s, p in jobs))

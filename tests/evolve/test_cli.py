@@ -59,6 +59,8 @@ def test_user_errors_are_one_line(tmp_path):
     assert p.returncode == 2 and "drop --population" in p.stderr
     p = evolve("--resume", str(tmp_path), home=tmp_path)
     assert p.returncode == 2 and "not a run directory" in p.stderr
+    p = evolve("--prune", "sometimes", home=tmp_path)
+    assert p.returncode == 2 and p.stderr.startswith("error: argument --prune: invalid choice")
     (tmp_path / "corrupt").mkdir()
     (tmp_path / "corrupt" / "archive.sqlite").write_bytes(b"garbage, not sqlite" * 100)
     p = evolve("--resume", str(tmp_path / "corrupt"), home=tmp_path)

@@ -8,6 +8,9 @@
                                                   after its process started
     ...;started=/tmp/dir                          also writes started/<name>.<pid> at the start
 
+With a pruner that stops runs, a fake run ends PRUNED at the pruner's first checkpoint (so the
+suite sees that a job's pruner reached the evaluation, across a pickle on Dask).
+
 Each run writes a file `marks/<name>.<pid>.<ns>` holding "start end gpu" (wall clock, the
 CUDA_VISIBLE_DEVICES it was given), so tests count runs and overlaps across processes. The
 module is importable by Dask worker processes (it lives in the tests package).
@@ -27,7 +30,7 @@ def settings(source: str) -> dict[str, str]:
     return dict(part.split("=", 1) for part in source.split(";") if "=" in part)
 
 
-def behave(source: str, env: dict[str, str] | None = None):
+def behave(source: str, env: dict[str, str] | None = None, pruner=None):
     s = settings(source)
     start = time.time()
     if s.get("started"):
@@ -44,6 +47,8 @@ def behave(source: str, env: dict[str, str] | None = None):
         raise RuntimeError("a fault in trusted code")
     if s.get("crash"):
         return make_result(Status.CRASH, reason="the genome crashed")
+    if pruner is not None and pruner.stop:
+        return make_result(Status.PRUNED, reason="pruned", pruned_at=pruner.checkpoints[0])
     return make_result(Status.OK, val_bpb=float(s.get("bpb", 2.0)), tokens_per_sec=1000.0)
 
 
@@ -53,11 +58,12 @@ class FakeSupervisor:
     def __init__(self, device: str = "cpu"):
         self.task = SimpleNamespace(device=device)
 
-    def evaluate(self, source: str, progress=None, env=None):
-        return behave(source, env)
+    def evaluate(self, source: str, progress=None, env=None, pruner=None):
+        return behave(source, env, pruner)
 
 
-def fake_on_worker(task_dict: dict, fingerprint: str, source: str, key: str = ""):
+def fake_on_worker(task_dict: dict, fingerprint: str, source: str, key: str = "",
+                   pruner=None):
     """DaskMap's evaluate, faked: the same (result, worker, started, finished) shape; the
     phases go to the driver through the real worker-side reporter."""
     from evolve.search.cluster import _reporter
@@ -67,7 +73,7 @@ def fake_on_worker(task_dict: dict, fingerprint: str, source: str, key: str = ""
     if report is not None:
         report("starting", 0.0)
         report("training", 0.5)
-    result = behave(source)
+    result = behave(source, pruner=pruner)
     if report is not None:
         report("scoring", 1.0)
     return result, f"pid {os.getpid()}", started, time.time()

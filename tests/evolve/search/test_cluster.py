@@ -4,6 +4,7 @@ real run through the CLI on a LocalCluster of 2 worker processes, killed (-9) an
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -159,9 +160,11 @@ def test_a_cluster_run_killed_then_resumed_runs_nothing_twice(prepared, autoevol
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
         before = c.execute("SELECT eval_id, genome_id, worker FROM evals").fetchall()
     # resumed on one worker: two genomes starting side by side on 2 cores can outrun the
-    # start-up allowance and end invalid, which is not what this test is about
+    # start-up allowance and end invalid, which is not what this test is about; and with
+    # another pruning mode, which a resume may change
     r = subprocess.run([sys.executable, "-m", "evolve", "--resume", str(run_dir), "--cluster",
-                        "local:1"], cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+                        "local:1", "--prune", "off"], cwd=REPO, env=env, capture_output=True,
+                       text=True, timeout=400)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "(Dask cluster local:1)" in r.stderr
     assert "\nconfirmed: no (1 OK of 1 evaluation(s): a single draw)" in r.stdout, r.stdout
@@ -181,6 +184,9 @@ def test_a_cluster_run_killed_then_resumed_runs_nothing_twice(prepared, autoevol
     assert len({g for _, g, _ in after}) == len(after)        # none evaluated twice
     assert all(w.startswith("tcp://") for _, _, w in after), after
     assert "ok" in statuses, statuses
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+        config = json.loads(c.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()[0])
+    assert config["prune"] == "off" and config["population"] == 3
 
 
 def test_a_worker_whose_sandbox_shares_the_network_refuses(prepared, monkeypatch):

@@ -140,3 +140,99 @@ def test_a_generations_failures_count_its_confirmations(tmp_path):
     summary = engine.archive.generations()[0]["summary"]
     assert summary["failures"] == {"crash": 1}, summary
     assert "crash" in logs[-1], logs
+
+
+class _Pruning:
+    """A stand-in supervisor that acts on the pruner as the real one does: every genome's run
+    reports an honest-looking curve, but one whose source hashes odd is hopeless (2 nats above);
+    the pruner the engine sent is asked at each checkpoint, and a "stop" ends the run PRUNED
+    there (with --prune on) or is only recorded (shadow). Every call is logged."""
+
+    def __init__(self):
+        self.task, self.fingerprint, self.calls = small_task(), "fake", []
+
+    def evaluate(self, source, progress=None, env=None, pruner=None):
+        import hashlib
+
+        from evolve.evaluation.result import Status, make_result
+
+        hopeless = int(hashlib.sha256(source.encode()).hexdigest(), 16) % 2 == 1
+        curve = [(p / 20, 6.0 - 3.0 * p / 20 + (2.0 if hopeless else 0.0)) for p in range(1, 21)]
+        self.calls.append((source, pruner))
+        for c in (pruner.checkpoints if pruner else ()):
+            d = pruner.decide([pt for pt in curve if pt[0] <= c], c)
+            if d.prune and pruner.stop:
+                return make_result(Status.PRUNED, reason="pruned", pruned_at=c, prune_bar=d.bar,
+                                   curve=tuple(pt for pt in curve if pt[0] <= c),
+                                   training_seconds=10.0 * c)
+            if d.prune:
+                return make_result(Status.OK, val_bpb=curve[-1][1], tokens_per_sec=1000.0,
+                                   curve=tuple(curve), pruned_at=c, prune_bar=d.bar,
+                                   training_seconds=10.0)
+        return make_result(Status.OK, val_bpb=curve[-1][1], tokens_per_sec=1000.0,
+                           curve=tuple(curve), training_seconds=10.0)
+
+
+@pytest.mark.parametrize("mode", ["on", "shadow", "off"])
+def test_pruning_modes_through_the_engine(tmp_path, mode):
+    from evolve.inspect.prune_report import shadow, summary
+
+    sup, logs = _Pruning(), []
+    config = EngineConfig(population=6, generations=2, prune=mode)
+    engine = make_engine(tmp_path / "run", sup, config, logs)
+    assert engine.run() == 0                     # a generation of pruned runs is no failure
+    archive = engine.archive
+    first_gen = {g for g in archive.evaluated_in(0)}
+    sources = {archive.genome(g).source: g for g in archive.genome_ids()}
+    # nothing is judged before three credible runs: generation 0 ran without a pruner
+    assert all(p is None for s, p in sup.calls if sources[s] in first_gen)
+    judged = [(s, p) for s, p in sup.calls if p is not None]
+    if mode == "off":
+        assert not judged
+    else:
+        assert judged and all(p.stop == (mode == "on") for _, p in judged)
+    # confirmations are never pruned, and no genome ran twice as a first evaluation
+    confirms = [g for (g,) in archive.conn.execute("SELECT genome_id FROM evals WHERE kind = "
+                                                   "'confirm'")]
+    n_first = archive.conn.execute("SELECT genome_id, COUNT(*) FROM evals WHERE kind = 'eval' "
+                                   "GROUP BY genome_id").fetchall()
+    assert all(n == 1 for _, n in n_first)
+    pruned = [g for (g,) in archive.conn.execute("SELECT genome_id FROM evals WHERE status = "
+                                                 "'pruned'")]
+    marked = [g for (g,) in archive.conn.execute("SELECT genome_id FROM evals WHERE pruned_at "
+                                                 "IS NOT NULL")]
+    if mode == "on":
+        assert pruned and set(pruned) == set(marked) and not set(pruned) & set(confirms)
+        assert archive.scored_curves() and all(archive.results(g)[0].val_bpb is None
+                                               for g in pruned)
+        summaries = [g["summary"] for g in archive.generations()]
+        assert sum(s["pruned"] for s in summaries) == len(pruned)
+        assert all("pruned" not in s["failures"] for s in summaries)
+        assert any(f"pruned {s['pruned']}" in line for s in summaries if s["pruned"]
+                   for line in logs)
+        # the language model is told: pruned, where, and the child's loss beside its parent's
+        from genome.prompt import _failures_section
+
+        from evolve.search.proposals import prompt_context
+        text = _failures_section(prompt_context(archive, "program"))
+        assert "pruned" in text and "this child vs its parent:" in text, text
+        assert "20 %: 7.4750 vs 5.4750" in text, text     # hopeless: 2 nats above its parent
+    else:
+        assert not pruned                          # shadow mode never kills
+        assert bool(marked) == (mode == "shadow")
+    # prune-report reads the recorded decisions: the same genomes as the archive
+    run = load_run(tmp_path / "run")
+    table = shadow(run)
+    if mode != "off":
+        assert set(table[table.pruned_at.notna()].genome_id) == set(marked)
+        s = summary(run, table)
+        assert s["live"] and s["stopped"] == len(pruned)
+        # each stopped run saved (1 - c) of its 10 s; in shadow the same would have been saved
+        full = 10.0 * len(table)
+        saved = sum((1 - c) * 10.0 for c in table.pruned_at.dropna())
+        assert s["saved_share"] == pytest.approx(saved / full)
+        assert s["checked"] == (0 if mode == "on" else len(marked))
+    # a resume after the last generation evaluates nothing again (pruned runs are kept)
+    before = len(sup.calls)
+    assert make_engine(tmp_path / "run", sup, config, logs).run() == 0
+    assert len(sup.calls) == before

@@ -2,7 +2,7 @@
 (LocalMap on this machine, DaskMap on a Dask cluster) passes the same tests, on fake
 evaluations (tests/evolve/search/map_fakes.py) so the map, not the genome, is under test:
 completion order, failures as values, at most `slots` at once and pinned, closing the stream
-cancels what has not started, no evaluation run twice."""
+cancels what has not started, no evaluation run twice, a job's pruner reaches its evaluation."""
 
 from __future__ import annotations
 
@@ -89,3 +89,14 @@ def test_each_job_runs_once_and_nothing_else_runs(emap, tmp_path):
     assert sorted(keys) == [k for k, _ in jobs]
     assert sorted(name for name, *_ in marks(tmp_path)) == [k for k, _ in jobs]
     assert list(emap.imap([])) == []
+
+
+def test_a_jobs_pruner_reaches_its_evaluation_and_only_its_own(emap, tmp_path):
+    from evolve.search.pruning import Pruner
+
+    stop = Pruner.of([((0.2, 3.0),)], stop=True)
+    done = {d.key: d.result for d in emap.imap([(*_job("p", tmp_path), stop),
+                                                (*_job("n", tmp_path), None),
+                                                _job("plain", tmp_path)])}
+    assert done["p"].status.value == "pruned" and done["p"].pruned_at == 0.2
+    assert done["n"].ok and done["plain"].ok

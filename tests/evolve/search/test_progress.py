@@ -49,7 +49,7 @@ class _Map:
     def imap(self, jobs):
         from evolve.search.workers import Done
 
-        for key, _ in jobs:
+        for key, *_ in jobs:          # (key, source[, pruner])
             self.progress(key, "training", 0.5)
             time.sleep(0.3)
             yield Done(key, OK, "cpu", 0.0, 1.0)
