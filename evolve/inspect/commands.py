@@ -59,16 +59,19 @@ def open_run(run_dir: str):
 
 
 def totals(run) -> str:
-    """`6 genomes (1 pending), 8 evaluations (6 eval, 2 confirm), failures: crash 1, 3 replays`."""
+    """`6 genomes (1 pending), 8 evaluations (6 eval, 2 confirm), failures: crash 1, pruned 2,
+    3 replays` (pruned: stopped by --prune on, not a failure; said only when some were)."""
     ev = run.evals
     kinds = Counter(ev.kind) if len(ev) else Counter()
     scored = ev[ev.kind.isin(SCORED_KINDS)] if len(ev) else ev
     fails = Counter(scored.status[scored.status != "ok"]) if len(scored) else Counter()
+    pruned = fails.pop("pruned", 0)
     pending = int((run.df.status == "pending").sum())
     n_scored = sum(kinds[k] for k in SCORED_KINDS)
     fail_text = ", ".join(f"{k} {v}" for k, v in sorted(fails.items())) or "none"
     return (f"{len(run.df)} genomes ({pending} pending), {n_scored} evaluations "
             f"({kinds['eval']} eval, {kinds['confirm']} confirm), failures: {fail_text}"
+            + (f", pruned {pruned}" if pruned else "")
             + (f", {kinds['replay']} replays" if kinds["replay"] else ""))
 
 

@@ -25,7 +25,8 @@ from evolve.evaluation.result import finite_or_none as _num
 BPB_LABEL = "val_bpb (bits per byte, lower is better)"
 TPS_LABEL = "throughput (tokens/s, higher is better)"
 STATUS_COLORS = {"crash": "#d62728", "timeout": "#ff7f0e", "oom": "#9467bd",
-                 "diverged": "#8c564b", "invalid": "#7f7f7f", "cheat": "#000000"}
+                 "diverged": "#8c564b", "invalid": "#7f7f7f", "cheat": "#000000",
+                 "pruned": "#bcbd22"}
 DPI = 110                       # 10 x 6 inch figures -> 1100 x 660 px PNGs of ~60 KB
 
 
@@ -120,7 +121,7 @@ def plot_progress(run):
 def _failure_strip(ax, p: pd.DataFrame) -> None:
     bad = p[p.status != "ok"]
     statuses = sorted(set(bad.status))
-    ax.set_ylabel("failures")
+    ax.set_ylabel("not scored")      # failures, and runs stopped by --prune on
     ax.grid(axis="x", alpha=0.3)
     if not statuses:
         ax.set_yticks([])

@@ -1,15 +1,20 @@
-"""What pruning would have done to a finished run: `python -m evolve prune-report RUN`.
+"""What pruning did, or would have done, to a run: `python -m evolve prune-report RUN`.
 
-The run's evaluations are replayed in the order they finished, and each is judged by the
-pruning rule (evolve.search.pruning) at every checkpoint, against the curves of its parent and
-of the best genome known when it started; nothing is killed, so this is pruning in shadow
-mode, from the archive alone. The report gives, for the checkpoints:
+A run made with `--prune shadow` or `--prune on` holds the pruner's own decisions: each first
+evaluation's `pruned_at` (the checkpoint where the supervisor's pruner said stop, judged live
+against the references of its generation's start). For any other run (`--prune off`, or made
+before pruning was live) the decisions are replayed from the archive: each first evaluation, in
+the order it started, is judged by the same rule (evolve.search.pruning) at every checkpoint,
+against what was scored before it started. The report gives, for the checkpoints:
 
 - the rank correlation (Spearman) between the loss near the checkpoint and the final val_bpb
   over the run's scored evaluations: how much the early curve says about the end;
-- the share of training time pruning would have saved (1 - checkpoint, per pruned run);
+- the share of training time pruning saved (`on`) or would have saved (1 - checkpoint, per
+  pruned run);
 - the false kills: pruned evaluations whose genome still beat its parent by more than the
-  noise floor, or is on the Pareto front; and their rate among the pruned.
+  noise floor, is on the Pareto front, or beat everything scored before it; and their rate
+  among the pruned. A run stopped at its checkpoint has no final score, so in a `--prune on`
+  run only the decisions made in shadow can be checked; the report says how many were not.
 
 It reads a run and prints; it changes nothing.
 """
@@ -20,8 +25,7 @@ import math
 
 import pandas as pd
 
-from evolve.search.pruning import (CHECKPOINTS, MARGIN, MIN_RUNS, credible, end_ratio,
-                                   first_prune, loss_at, median_curve)
+from evolve.search.pruning import (CHECKPOINTS, MARGIN, first_prune, loss_at, references)
 
 
 def curves_by_eval(run) -> dict[int, list[tuple[float, float]]]:
@@ -32,43 +36,47 @@ def curves_by_eval(run) -> dict[int, list[tuple[float, float]]]:
     return curves
 
 
+def recorded(run) -> bool:
+    """Whether the run's evaluations carry the live pruner's decisions."""
+    return run.meta.get("config", {}).get("prune", "off") in ("shadow", "on")
+
+
 def shadow(run, checkpoints=CHECKPOINTS, margin: float = MARGIN) -> pd.DataFrame:
     """One row per first evaluation of a genome (kind eval), in the order it started: eval_id,
     genome_id, parent_id, status, val_bpb, training_seconds, pruned_at (the first checkpoint
-    that would have stopped it, or NaN), loss and bar there, and the references used."""
+    that stopped it or would have, or NaN), loss and bar there, and the references used (NaN
+    where the decision was recorded live)."""
     curves = curves_by_eval(run)
     evals = run.evals[run.evals.kind == "eval"].sort_values("started_at")
     parents = {g: (p[0] if len(p) else None) for g, p in zip(run.df.genome_id, run.df.parent_ids)}
     done = run.evals[(run.evals.status == "ok") & run.evals.kind.isin(("eval", "confirm"))]
-    ratios = sorted(r for r in (end_ratio(curves.get(int(i), []), b)
-                                for i, b in zip(done.eval_id, done.val_bpb)) if r is not None)
-    typical = ratios[len(ratios) // 2] if len(ratios) >= 3 else None
-    val = dict(zip(done.eval_id.astype(int), done.val_bpb))
+    live = recorded(run)
     rows = []
     for e in evals.itertuples():
-        before = done[done.finished_at <= e.started_at]
-        refs = []
+        curve = curves.get(int(e.eval_id), [])
         parent = parents.get(e.genome_id)
-        if parent is not None:
-            refs += list(before[before.genome_id == parent].eval_id)
-        if len(before):
-            best = before.groupby("genome_id").val_bpb.mean().idxmin()
-            refs += list(before[before.genome_id == best].eval_id)
-        ref_curves = [curves[i] for i in dict.fromkeys(refs)
-                      if i in curves and credible(curves[i], val.get(i), typical)]
-        population = [curves[i] for i in before.eval_id
-                      if i in curves and credible(curves[i], val.get(i), typical)]
-        if len(population) < MIN_RUNS:
-            ref_curves = []                      # too few credible runs to judge by
-        elif ref_curves:
-            ref_curves.append(median_curve(population, checkpoints))
-        d = first_prune(curves.get(int(e.eval_id), []), ref_curves, checkpoints, margin)
+        if live:
+            at = getattr(e, "pruned_at", math.nan)
+            at = math.nan if at is None else float(at)
+            bar = getattr(e, "prune_bar", math.nan)
+            loss = loss_at(curve, at) if at == at else None
+            row = dict(pruned_at=at, loss=math.nan if loss is None else loss,
+                       bar=math.nan if bar is None else float(bar), references=math.nan)
+        else:
+            before = done[done.finished_at <= e.started_at]
+            pairs = [(int(i), g, b) for i, g, b in zip(before.eval_id, before.genome_id,
+                                                        before.val_bpb)]
+            best = before.groupby("genome_id").val_bpb.mean().idxmin() if len(before) else None
+            refs = references([(curves.get(i, []), b) for i, g, b in pairs if g == parent],
+                              [(curves.get(i, []), b) for i, g, b in pairs if g == best],
+                              [(curves.get(i, []), b) for i, _, b in pairs], checkpoints)
+            d = first_prune(curve, refs, checkpoints, margin)
+            row = dict(pruned_at=d.checkpoint if d else math.nan,
+                       loss=d.loss if d else math.nan, bar=d.bar if d else math.nan,
+                       references=len(refs))
         rows.append({"eval_id": int(e.eval_id), "genome_id": e.genome_id, "parent_id": parent,
                      "status": e.status, "val_bpb": e.val_bpb,
-                     "training_seconds": e.training_seconds,
-                     "pruned_at": d.checkpoint if d else math.nan,
-                     "loss": d.loss if d else math.nan, "bar": d.bar if d else math.nan,
-                     "references": len(ref_curves)})
+                     "training_seconds": e.training_seconds, **row})
     return pd.DataFrame(rows, columns=["eval_id", "genome_id", "parent_id", "status", "val_bpb",
                                        "training_seconds", "pruned_at", "loss", "bar",
                                        "references"])
@@ -85,9 +93,12 @@ def summary(run, table: pd.DataFrame, checkpoints=CHECKPOINTS) -> dict:
         correlation[c] = ((pd.Series([x for x, _ in pairs]).corr(pd.Series([b for _, b in pairs]),
                                                                   method="spearman"), len(pairs))
                           if len(pairs) >= 3 else (math.nan, len(pairs)))
-    seconds = table.training_seconds.fillna(0)
+    # Training time of each run in full: a run stopped at checkpoint c trained c of it.
+    stopped = table.status == "pruned"
+    full = table.training_seconds.fillna(0).where(~stopped,
+                                                  table.training_seconds.fillna(0) / table.pruned_at)
     pruned = table[table.pruned_at.notna()]
-    saved = float(((1 - pruned.pruned_at) * pruned.training_seconds.fillna(0)).sum())
+    saved = float(((1 - pruned.pruned_at) * full[pruned.index]).sum())
     noise = run.noise_floor or 0.0
     means = run.df.set_index("genome_id").val_bpb
     front = set(run.pareto().genome_id)
@@ -100,24 +111,33 @@ def summary(run, table: pd.DataFrame, checkpoints=CHECKPOINTS) -> dict:
         return mine == mine and mine is not None and len(before) > 0 and \
             mine < before.val_bpb.min() - noise
 
-    false = [g for e, g, p in zip(pruned.eval_id, pruned.genome_id, pruned.parent_id)
+    judged = pruned[pruned.status != "pruned"]          # ran on: their end is known
+    false = [g for e, g, p in zip(judged.eval_id, judged.genome_id, judged.parent_id)
              if g in front or beat_all_before(e, g)
              or (p in means.index and means.get(g) == means.get(g)
                  and means.get(p) == means.get(p) and means[g] < means[p] - noise)]
-    return {"evaluations": len(table), "pruned": len(pruned),
-            "saved_share": saved / float(seconds.sum()) if seconds.sum() else 0.0,
-            "false_kills": len(false),
-            "false_kill_rate": len(false) / len(pruned) if len(pruned) else 0.0,
+    return {"evaluations": len(table), "pruned": len(pruned), "stopped": int(stopped.sum()),
+            "live": recorded(run),
+            "saved_share": saved / float(full.sum()) if full.sum() else 0.0,
+            "false_kills": len(false), "checked": len(judged),
+            "false_kill_rate": len(false) / len(judged) if len(judged) else 0.0,
             "correlation": correlation, "noise_floor": noise}
 
 
 def format_report(run, s: dict) -> list[str]:
-    lines = [f"pruning in shadow over {run.run_dir}: {s['evaluations']} evaluations, "
-             f"{s['pruned']} would have been stopped",
-             f"training time saved: {100 * s['saved_share']:.1f} %",
-             f"false kills: {s['false_kills']} of {s['pruned']} pruned "
-             f"({100 * s['false_kill_rate']:.1f} %; a pruned genome that beat its parent by more "
-             f"than the noise floor {s['noise_floor']:.4f}, or is on the front)"]
+    how = ("decisions recorded live" if s["live"] else
+           "no live decisions in the run; replayed from its archive")
+    lines = [f"pruning over {run.run_dir} ({how}): {s['evaluations']} first evaluations, "
+             f"{s['pruned']} judged hopeless, {s['stopped']} of them stopped",
+             f"training time saved: {100 * s['saved_share']:.1f} %"
+             + ("" if s["stopped"] else " (would have been)"),
+             f"false kills: {s['false_kills']} of {s['checked']} judged hopeless that ran to the "
+             f"end ({100 * s['false_kill_rate']:.1f} %; one that beat its parent or everything "
+             f"scored before it by more than the noise floor {s['noise_floor']:.4f}, or is on "
+             "the front)"]
+    if s["stopped"]:
+        lines.append(f"  {s['stopped']} stopped runs have no final score to check; "
+                     "measure the false-kill rate with --prune shadow")
     for c, (rho, n) in s["correlation"].items():
         shown = "n/a" if rho != rho else f"{rho:+.2f}"
         lines.append(f"loss at {100 * c:.0f} % vs final val_bpb: Spearman {shown} (n={n})")

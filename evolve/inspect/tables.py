@@ -189,10 +189,11 @@ def _llm_tokens(df: pd.DataFrame, llm_calls: pd.DataFrame | None) -> pd.Series |
 
 def failure_table(run) -> pd.DataFrame:
     """Failed evaluations (kind eval or confirm) grouped by status and reason, most frequent
-    first, with the genomes and the last line the genome wrote to stderr."""
+    first, with the genomes and the last line the genome wrote to stderr. Pruned runs are not
+    failures (prune-report tells of them)."""
     cols = ["status", "reason", "count", "genomes", "last_stderr_line"]
     ev = run.evals
-    bad = ev[(ev.status != "ok") & ev.kind.isin(SCORED_KINDS)] if len(ev) else ev
+    bad = ev[~ev.status.isin(("ok", "pruned")) & ev.kind.isin(SCORED_KINDS)] if len(ev) else ev
     if not len(bad):
         return pd.DataFrame(columns=cols)
     rows = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import time
 from html.parser import HTMLParser
 
 import pytest
@@ -33,6 +34,29 @@ def copy_run(run_dir, tmp_path):
     dst = tmp_path / "run"
     shutil.copytree(run_dir, dst)
     return dst
+
+
+def with_pruned_child(run_dir, tmp_path):
+    """A copy of a run plus one child of its best genome that `--prune on` stopped at 20 % of
+    its budget (status pruned, its partial curve, no score), finished after everything else."""
+    from genome.record import Genome
+
+    from evolve.inspect.run import load_run
+
+    d = copy_run(run_dir, tmp_path)
+    best = load_run(d).best()
+    archive = Archive.open(d)
+    parent = archive.genome(best.genome_id)
+    child = Genome.child(parent.source + "\nHOPELESS_EDIT = 1\n", [parent], operator="constant",
+                         description="LEARNING_RATE 0.003 -> 3.0")
+    archive.add_genome(child, 1)
+    archive.add_eval(child.id, make_result(
+        Status.PRUNED, reason="stopped at 20 % of the budget: training loss there above 6.1",
+        pruned_at=0.2, prune_bar=6.1, training_seconds=0.2, tokens=640,
+        curve=((0.1, 9.5), (0.2, 9.0)), losses=((0, 9.5), (10, 9.0))),
+        "eval", 1, "cpu", time.time() + 3600, time.time() + 3601)
+    archive.close()
+    return d, child.id
 
 
 def empty_archive(d, genomes=()):

@@ -54,6 +54,21 @@ def test_show_lists_only_the_front(run_dir):
     assert f"totals: {len(run.df)} genomes" in p.stdout and "failures: " in p.stdout
 
 
+def test_show_and_the_failure_table_tell_pruned_runs_from_failures(run_dir, tmp_path):
+    from evolve.inspect.commands import totals
+    from evolve.inspect.tables import failure_table
+    from tests.evolve.inspect.conftest import with_pruned_child
+
+    d, child = with_pruned_child(run_dir, tmp_path)
+    run = load_run(d)
+    assert run.df.set_index("genome_id").status[child] == "pruned"
+    assert run.evals.set_index("genome_id").pruned_at[child] == 0.2
+    line = totals(run)
+    assert ", pruned 1" in line and "pruned" not in line.split("failures: ")[1].split(",")[0]
+    assert "pruned" not in set(failure_table(run).status)
+    assert "pruned" not in totals(load_run(run_dir))          # said only when some were
+
+
 def test_lineage_of_best_starts_at_a_seed(run_dir):
     run = load_run(run_dir)
     best = run.best().genome_id

@@ -14,17 +14,19 @@ from evolve.inspect import report
 from evolve.inspect.run import load_run
 from tests.conftest import REPO
 from tests.evolve.inspect.conftest import (TINY, check_png, copy_run, empty_archive,
-                                           only_failures_archive, parse_page)
+                                           only_failures_archive, parse_page, with_pruned_child)
 
 NOTEBOOK = REPO / "notebooks" / "analysis.ipynb"
 
 
 # -- the notebook ----------------------------------------------------------------------------------
-def test_notebook_executes_headless(small_run_dir, monkeypatch):
+def test_notebook_executes_headless(small_run_dir, monkeypatch, tmp_path):
     import nbformat
     from nbclient import NotebookClient
 
-    monkeypatch.setenv("EVOLVE_RUN", str(small_run_dir))
+    # the shared run, plus a child stopped by the pruner (a status only --prune on makes)
+    run_dir, pruned = with_pruned_child(small_run_dir, tmp_path)
+    monkeypatch.setenv("EVOLVE_RUN", str(run_dir))
     nb = nbformat.read(NOTEBOOK, as_version=4)
     # Raises CellExecutionError (the test fails) on the first cell that raises.
     NotebookClient(nb, timeout=120, kernel_name="python3",
@@ -34,7 +36,10 @@ def test_notebook_executes_headless(small_run_dir, monkeypatch):
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) == 2                                          # pareto and progress
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
-    assert str(small_run_dir) in text and "noise_floor: " in text
+    assert str(run_dir) in text and "noise_floor: " in text
+    assert "1 judged hopeless, 1 of them stopped" in text, text
+    last = nb.cells[-1].outputs[-1]["data"]["text/plain"]          # the pruned runs' table
+    assert pruned in last and "pruned" in last
 
 
 def test_locate_run_prefers_the_environment_then_the_newest(tmp_path, small_run_dir):
