@@ -411,6 +411,26 @@ def session_members(sid: int) -> list[int]:
     return out
 
 
+def end_child(proc, timeout: float | None) -> None:
+    """Wait up to `timeout` s for `proc` (a Popen-like child of this process) to exit, SIGKILL
+    its session if it has not, kill what is left of the session while its pid is still held
+    (exited, not reaped), then reap it. A pid killed after it was reaped may name another
+    process by then: another evaluation's genome or scorer."""
+    end = None if timeout is None else time.monotonic() + timeout
+    while proc.returncode is None:
+        try:
+            if os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                break
+        except ChildProcessError:
+            return                                   # reaped elsewhere
+        if end is not None and time.monotonic() > end:
+            break
+        time.sleep(0.01)
+    if proc.returncode is None:
+        kill_session(proc.pid)
+        proc.wait()
+
+
 def kill_session(sid: int, rounds: int = 10) -> int:
     """SIGKILL the session/process group `sid` and every member found in /proc, repeating until
     none is left (a fork loop may add members between scans). Returns the members found."""

@@ -268,12 +268,7 @@ class ModelProcess:
         except OSError:
             pass
         self.sock.close()
-        try:
-            self.proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            pass
-        sandbox.kill_session(self.proc.pid)
-        self.proc.wait()
+        sandbox.end_child(self.proc, timeout=2)
         if self.log is not subprocess.DEVNULL:
             self.log.close()
         try:

@@ -82,16 +82,29 @@ class _Cold:
 
     def __init__(self, popen: subprocess.Popen):
         self.popen, self.pid = popen, popen.pid
+        self.reaped = False
 
     def wait4(self, block: bool):
-        """(pid, wait status, rusage) once it ended, else (0, None, None)."""
+        """(pid, wait status, rusage) once it ended, else (0, None, None). What is left of its
+        session is killed before it is reaped: until then its pid cannot be reused, so the kill
+        reaches only its own session (after, a bare pid may name another evaluation's process)."""
         try:
-            out = os.wait4(self.pid, 0 if block else os.WNOHANG)
+            if os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT
+                         | (0 if block else os.WNOHANG)) is None:
+                return 0, None, None
+            sandbox.kill_session(self.pid)
+            out = os.wait4(self.pid, 0)
         except ChildProcessError:
+            self.reaped = True
             return self.pid, None, None
-        if out[0] == self.pid:
-            self.popen.returncode = 0           # reaped here via wait4; keep Popen quiet
+        self.reaped = True
+        self.popen.returncode = 0               # reaped here via wait4; keep Popen quiet
         return out
+
+    def kill(self) -> None:
+        """SIGKILL its session, only while it is unreaped (its pid is then still its own)."""
+        if not self.reaped:
+            sandbox.kill_session(self.pid)
 
 
 def _snapshot(root: Path) -> dict[Path, bytes]:
@@ -379,7 +392,7 @@ class Supervisor:
             return self._watch(proc, t_spawn, allowance, scratch, call, logs, common, feeder,
                                parent_sock, out_f, err_f, cgroup)
         finally:
-            sandbox.kill_session(proc.pid)      # on every path, an exception of ours included
+            proc.kill()                         # on every path, an exception of ours included
 
     def _zygote_for(self, extra_env: dict[str, str]) -> "zygote.Zygote | None":
         """The zygote genomes and scorers are forked from, started on first use and shared by
@@ -446,12 +459,13 @@ class Supervisor:
             else:
                 call.progress("submitting", 1.0)
             if killed_for:
-                sandbox.kill_session(proc.pid)
+                proc.kill()
                 _, status_word, rusage = proc.wait4(block=True)
                 break
             time.sleep(0.05)
         t_exit = time.monotonic()
-        sandbox.kill_session(proc.pid)          # leftovers: children, grandchildren, setsid-ers
+        # Leftovers (children, grandchildren, setsid-ers) were killed before the leader was
+        # reaped (_Cold.wait4; the zygote does the same for its children).
         # shutdown before close: a feeder blocked in sendall (a genome that never read its batch,
         # with descriptors parked in our receive queue) wakes only on shutdown; a close alone
         # left the socket, its queue and what the parked descriptors held (1 GiB of memfds,

@@ -127,11 +127,11 @@ def run_scorer(p: subprocess.Popen, model: Path, jobdir: Path, *, eval_rows: np.
         out, _ = p.communicate(input=(str(jobdir / "job.json") + "\n").encode(),
                                timeout=task.score_s)
     except subprocess.TimeoutExpired:
-        sandbox.kill_session(p.pid)
+        _kill(p)
         p.communicate()
         return {"status": "timeout", "reason": f"scoring took longer than {task.score_s:g} s"}
     finally:
-        sandbox.kill_session(p.pid)
+        _kill(p)
     record = parse_verdict(p.returncode, out[:MAX_VERDICT])
     if record["status"] == "crash" and p.returncode != 0:
         tail = _last_line(log)
@@ -149,8 +149,17 @@ def discard(p: subprocess.Popen | None) -> None:
             stream.close()
         except OSError:
             pass
-    sandbox.kill_session(p.pid)
+    _kill(p)
     p.wait()
+
+
+def _kill(p) -> None:
+    """SIGKILL the scorer's session, only while its pid is its own: a started Popen not yet
+    reaped (its returncode unset), or the zygote's child (the zygote checks)."""
+    if not isinstance(p, subprocess.Popen):
+        p.kill()
+    elif p.returncode is None:
+        sandbox.kill_session(p.pid)
 
 
 def _last_line(path: Path, max_bytes: int = 4096) -> str:

@@ -191,7 +191,10 @@ def _exit_code(e: SystemExit) -> int:
 
 def serve(sock: socket.socket) -> None:
     """Fork a child for each request; report each child's exit. Ends when the supervisor does."""
+    from evolve.evaluation import sandbox
+
     me = os.getpid()
+    children: set[int] = set()                      # forked and not yet reaped
     sock.send(b'{"ready": true}')
     while True:
         readable, _, _ = select.select([sock], [], [], 0.05)
@@ -203,6 +206,14 @@ def serve(sock: socket.socket) -> None:
             if not message:
                 return                               # the supervisor is gone
             request = json.loads(message)
+            if "kill" in request:
+                for fd in fds:
+                    os.close(fd)
+                # Only a child not yet reaped: until then its pid is its own (after, the number
+                # may name any process, another evaluation's included).
+                if int(request["kill"]) in children:
+                    sandbox.kill_session(int(request["kill"]))
+                continue
             if len(fds) != 3:
                 for fd in fds:
                     os.close(fd)
@@ -217,15 +228,22 @@ def serve(sock: socket.socket) -> None:
                 _child(request, fds, me)
             for fd in fds:
                 os.close(fd)
+            if pid:
+                children.add(pid)
             reply = {"id": request["id"], "pid": pid} if pid else {"id": request["id"], "error": problem}
             sock.send(json.dumps(reply).encode())
         while True:
             try:
-                pid, status, usage = os.wait4(-1, os.WNOHANG)
+                ended = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
             except ChildProcessError:
                 break
-            if pid == 0:
+            if ended is None:
                 break
+            # What is left of its session dies while its pid is still held (a zombie), then it
+            # is reaped; a forked genome's own tree is in its PID namespace and is gone already.
+            sandbox.kill_session(ended.si_pid)
+            pid, status, usage = os.wait4(ended.si_pid, 0)
+            children.discard(pid)
             sock.send(json.dumps({"exited": pid, "status": status,
                                   "maxrss_kb": usage.ru_maxrss}).encode())
 
@@ -254,11 +272,19 @@ class Forked:
 
     def __init__(self, zygote: "Zygote", pid: int):
         self.zygote, self.pid = zygote, pid
+        self.reaped = False
 
     def wait4(self, block: bool):
         """(pid, wait status, rusage) once the process ended, else (0, None, None); like
         os.wait4 on a child of ours (the zygote is its parent and reports its exit)."""
-        return self.zygote.wait(self.pid, block)
+        out = self.zygote.wait(self.pid, block)
+        self.reaped = self.reaped or bool(out[0])
+        return out
+
+    def kill(self) -> None:
+        """SIGKILL its session; the zygote does it, and only while the process is unreaped."""
+        if not self.reaped:
+            self.zygote.kill(self.pid)
 
 
 def wait_polling(proc, timeout: float | None, what: str) -> int:
@@ -294,6 +320,9 @@ class ForkedPopen:
 
     def wait(self, timeout: float | None = None) -> int:
         return wait_polling(self, timeout, "scorer")
+
+    def kill(self) -> None:
+        self.child.kill()
 
     def communicate(self, input: bytes | None = None, timeout: float | None = None):
         """Write `input`, close stdin, read stdout to its end, wait (as Popen.communicate)."""
@@ -386,6 +415,14 @@ class Zygote:
         if reply.get("error"):
             raise OSError(f"the zygote could not fork: {reply['error']}")
         return Forked(self, int(reply["pid"]))
+
+    def kill(self, pid: int) -> None:
+        """Ask the zygote to kill the session of its child `pid` if it has not reaped it."""
+        try:
+            with self._send_lock:
+                self.sock.send(json.dumps({"kill": pid}).encode())
+        except OSError:
+            pass                        # the zygote is gone, and its children with it
 
     def wait(self, pid: int, block: bool):
         with self._cond:

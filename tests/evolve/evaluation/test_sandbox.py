@@ -95,3 +95,42 @@ def test_cgroups_of_dead_supervisors_are_swept():
         for cg in (dead, alive):
             if cg is not None and cg.path.exists():
                 cg.remove()
+
+
+def _gone(pid: int, within: float = 5.0) -> bool:
+    import time
+
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        if sandbox._session_of(pid) is None:        # no such process, or a zombie
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.mark.parametrize("how", ["cold genome", "end_child"])
+def test_leftovers_die_before_their_leader_is_reaped_and_a_reaped_pid_is_never_killed(
+        how, monkeypatch):
+    """Adversary round 5: the supervisor killed a genome's session by its bare pid after the
+    leader was reaped; a genome can advance the pid counter, so the number could by then name a
+    concurrent evaluation's session leader. Now what is left of a session is killed while the
+    exited leader still holds its pid, and never after."""
+    from evolve.evaluation.supervisor import _Cold
+
+    p = subprocess.Popen(["sh", "-c", "sleep 60 & echo $!; exit 0"], stdout=subprocess.PIPE,
+                         start_new_session=True)
+    left = int(p.stdout.readline())
+    if how == "cold genome":
+        proc = _Cold(p)
+        assert proc.wait4(block=True)[0] == p.pid and proc.reaped
+    else:
+        sandbox.end_child(p, timeout=5)
+        assert p.returncode == 0
+    p.stdout.close()
+    assert _gone(left), "the leader's leftover outlived it"
+    monkeypatch.setattr(sandbox, "kill_session",
+                        lambda *a, **k: pytest.fail("a reaped pid was killed"))
+    if how == "cold genome":
+        proc.kill()
+    else:
+        sandbox.end_child(p, timeout=5)

@@ -99,3 +99,36 @@ def test_a_forked_genome_gets_half_a_second_before_its_clock_starts(forked, tmp_
     assert "FREE_STEPS" in out, out                    # it did train off the clock before asking
     assert forked.forked_allowance == 0.5
     assert r.startup_seconds is not None and r.startup_seconds <= 0.5 + 0.05, r.summary()
+
+
+def test_the_zygote_kills_only_a_child_it_has_not_reaped(forked):
+    """A kill request names a pid: the zygote acts only on a child of its own that has not been
+    reaped (a reaped pid may be anyone's by now), and a reaped child's handle asks nothing."""
+    import subprocess
+    import time
+
+    from evolve.evaluation import zygote
+
+    z = forked._zygote_for({})
+    bystander = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        z.kill(bystander.pid)                      # not the zygote's child
+        time.sleep(0.5)
+        assert bystander.poll() is None, "the zygote killed a process that is not its child"
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+    class Zyg:
+        asked: list[int] = []
+
+        def wait(self, pid, block):
+            return pid, 0, None
+
+        def kill(self, pid):
+            self.asked.append(pid)
+
+    child = zygote.Forked(Zyg(), 12345)
+    assert child.wait4(block=False)[0] == 12345 and child.reaped
+    child.kill()
+    assert Zyg.asked == []
