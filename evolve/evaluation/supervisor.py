@@ -435,9 +435,11 @@ class Supervisor:
                 killed_for = "submitted"     # submit() exits at once; a lingering tree is killed
             elif t0 is not None and now > t0 + task.budget_s + task.submit_s:
                 killed_for = "timeout"
-            elif (feeder.weights_at is not None and feeder.submitted is None
+            elif (feeder.weights_at is not None
                   and now > feeder.weights_at + self.export_allowed):
-                killed_for = "export"        # past the export's time: judged now (_classify)
+                # Past the export's time, whatever the genome said ("S" is a claim: an
+                # adversary sent it before its weights to stay clear of this rule).
+                killed_for = "export"
             elif decision is None and t0 is not None and call.pruner is not None and \
                     judged < len(call.pruner.checkpoints) and \
                     now >= t0 + call.pruner.checkpoints[judged] * task.budget_s:
@@ -548,6 +550,9 @@ class Supervisor:
             return done(Status.CHEAT, f"changed trusted files: {', '.join(tampered[:3])} (restored)")
         if killed_for == "export":
             return done(Status.INVALID, self._export_reason(t_exit - feeder.weights_at))
+        if killed_for == "submitted":
+            return done(Status.INVALID, "the genome's processes went on 15 s after it said it "
+                        "had submitted; harness.submit ends the process at once")
         if killed_for == "pruned":
             return done(Status.PRUNED, f"stopped at {100 * common['pruned_at']:.0f} % of the "
                         f"budget: training loss there above {common['prune_bar']:.4f} (the worst "
@@ -612,9 +617,11 @@ class Supervisor:
         # what it computes there: adversaries trained for 8-12 s after the snapshot and encoded
         # the result in literals, in list references, in which buffers 6,000 chained nodes
         # pick. Structure cannot be capped without capping honest graphs, so that time is:
-        # export-sized (seeds/cpu.py exports in ~2 s here, at ~2.5 ms a node), which bounds
-        # both the late compute and how many nodes can carry it.
-        export_s = feeder.submitted - feeder.weights_at
+        # export-sized (seeds/cpu.py exports in ~2 s here), to the end of the process by this
+        # clock. It bounds the late compute; what carries it is bounded by the node cap
+        # (allowlist.MAX_NODES), which a genome writing its graph itself rather than tracing
+        # it can fill well within the time (adversary round 5).
+        export_s = t_exit - feeder.weights_at          # to the end of the process, our clock
         if export_s > self.export_allowed:
             return done(Status.INVALID, self._export_reason(export_s))
         # The private directory is made only now, after the genome's tree is dead, so nothing

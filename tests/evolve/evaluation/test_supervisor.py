@@ -537,6 +537,7 @@ def test_root_inside_the_sandbox_can_do_nothing_privileged(quick_supervisor, tmp
     ("int_literals", None, "literal arguments hold"),
     ("cat_codebook", None, "literal arguments hold"),
     ("direct_edges", None, "after the weights arrived"),
+    ("early_submit_claim", None, "after the weights arrived"),
 ])
 def test_values_computed_after_the_snapshot_cannot_hide_in_the_graph(quick_supervisor, name,
                                                                      mode, words):
