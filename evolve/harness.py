@@ -1,10 +1,12 @@
 """The harness: the fixed API a genome imports as `from evolve import harness`.
 
 The API is documented once, in program.md ("The harness API"). In short: the constants DEVICE,
-SEQ_LEN, VOCAB_SIZE, BOS_ID, BUDGET_S; `train_batches(batch_size)` yields (inputs, targets)
+SEQ_LEN, VOCAB_SIZE, BOS_ID, BUDGET_S, AUTOCAST; `train_batches(batch_size)` yields (inputs, targets)
 int64 tensors [batch_size, SEQ_LEN] on DEVICE until the budget is spent; `progress()` is the
 fraction of the budget used; `log(step, loss)` records the training loss; `submit(model)` exports
-the model with torch.export at the evaluation shape and ends the process.
+the model with torch.export at the evaluation shape, runs the exported program once on that
+shape (under autocast to AUTOCAST, as the scorer will) so that a model that cannot run fails in
+seconds, and ends the process.
 
 This module runs inside the genome's (untrusted) process, so nothing here is relied on for a
 score: batches come from the supervisor over a socket (evolve.evaluation.channel), the supervisor keeps the
@@ -30,6 +32,7 @@ VOCAB_SIZE: int = 0
 BOS_ID: int = 0
 BUDGET_S: float = 0.0
 EVAL_BATCH_SIZE: int = 0
+AUTOCAST: str = ""              # dtype the scorer runs the model under torch.autocast in, or ""
 
 MODEL_FILE = "model.pt2"        # written in the working directory (the scratch directory)
 _sock: socket.socket | None = None
@@ -40,13 +43,14 @@ _pending = 0                    # batch requests whose reply has not been read
 
 def _configure(config: dict, fd: int) -> None:
     """Called once by evolve.evaluation.runner before the genome runs."""
-    global DEVICE, SEQ_LEN, VOCAB_SIZE, BOS_ID, BUDGET_S, EVAL_BATCH_SIZE, _sock
+    global DEVICE, SEQ_LEN, VOCAB_SIZE, BOS_ID, BUDGET_S, EVAL_BATCH_SIZE, AUTOCAST, _sock
     DEVICE = config["device"]
     SEQ_LEN = int(config["seq_len"])
     VOCAB_SIZE = int(config["vocab_size"])
     BOS_ID = int(config["bos_id"])
     BUDGET_S = float(config["budget_s"])
     EVAL_BATCH_SIZE = int(config["eval_batch_size"])
+    AUTOCAST = str(config.get("autocast") or "")
     _sock = socket.socket(fileno=fd)
 
 
@@ -168,12 +172,40 @@ def submit(model) -> None:
             program = torch.export.export(model, (example,), strict=False)
         torch.export.save(program, MODEL_FILE)
     except Exception as e:  # any failure here is the genome's: report it in one line
-        first = (str(e).strip().splitlines() or [""])[0][:300]
-        print(f"harness.submit: the model could not be exported with torch.export: "
-              f"{type(e).__name__}: {first}", file=sys.stderr, flush=True)
-        _exit(4)
+        _submit_failed("the model could not be exported with torch.export", e)
+    try:
+        _run_once(program, example)
+    except Exception as e:
+        _submit_failed("the exported model failed on an eval-shaped batch"
+                       + (f" under autocast to {AUTOCAST}" if AUTOCAST else ""), e)
     _send(channel.VALUE.pack(b"S", 0.0))
     _exit(0)
+
+
+def _run_once(program, example) -> None:
+    """The exported program once on an eval-shaped batch, as the scorer will run it: a graph
+    that exports but cannot run (weights of two dtypes outside autocast, a shape only the trace
+    accepted) fails here in seconds, rather than in the scorer after the whole budget. A
+    convenience for honest genomes: it runs in the genome's process, so nothing relies on it."""
+    import contextlib
+
+    import torch
+
+    ctx = torch.autocast(DEVICE.split(":")[0], dtype=getattr(torch, AUTOCAST)) \
+        if AUTOCAST else contextlib.nullcontext()
+    with torch.no_grad(), ctx:
+        logits = program.module()(example)
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (
+            EVAL_BATCH_SIZE, SEQ_LEN, VOCAB_SIZE):
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits)
+        raise ValueError(f"it returned {shape}, expected logits "
+                         f"{(EVAL_BATCH_SIZE, SEQ_LEN, VOCAB_SIZE)}")
+
+
+def _submit_failed(what: str, e: Exception) -> None:
+    first = (str(e).strip().splitlines() or [""])[0][:300]
+    print(f"harness.submit: {what}: {type(e).__name__}: {first}", file=sys.stderr, flush=True)
+    _exit(4)
 
 
 def _send_weights(model) -> None:

@@ -166,7 +166,21 @@ def _replace_weights(program, names: bytes, data) -> str | None:
     return None
 
 
-def _timed_pass(module, x, backward: bool) -> str | None:
+def _autocast(device: str, dtype: str):
+    """The context the task's model runs in: torch.autocast to `dtype` ("" or None: none), the
+    way the seeds train, so that a genome trained under autocast with weights of mixed dtypes
+    runs here as it ran in training."""
+    import contextlib
+
+    import torch
+
+    if not dtype:
+        return contextlib.nullcontext()
+    return torch.autocast("cuda" if str(device).startswith("cuda") else "cpu",
+                          dtype=getattr(torch, dtype))
+
+
+def _timed_pass(module, x, backward: bool, autocast: str = "") -> str | None:
     """One pass of the model as training would run it, for the scorer's stopwatch: forward, and
     with `backward` the cross-entropy of predicting each next input token, back to every
     parameter. Gradients are dropped and nothing is stepped, so the weights the scorer scored
@@ -180,7 +194,8 @@ def _timed_pass(module, x, backward: bool) -> str | None:
         with torch.enable_grad() if backward else torch.no_grad():
             for p in params:
                 p.requires_grad_(backward)
-            logits = module(x)
+            with _autocast(str(x.device), autocast):
+                logits = module(x)
             if backward:
                 if not isinstance(logits, torch.Tensor) or not logits.requires_grad:
                     return "the model's output does not depend on its parameters"
@@ -276,14 +291,16 @@ def serve(sock: socket.socket, config: dict) -> int:
             return 0
         x = torch.frombuffer(payload, dtype=torch.uint16).to(torch.int64).view(rows, cols)
         if tag == b"G":
-            problem = _timed_pass(module, x.to(device), backward=bool(slot))
+            problem = _timed_pass(module, x.to(device), backward=bool(slot),
+                                  autocast=config.get("autocast", ""))
             if problem:
                 _fail(sock, problem)
             else:
                 sock.sendall(REPLY.pack(b"D", 0, rows, cols, 0))
             continue
         try:
-            logits = module(x.to(device))
+            with _autocast(device, config.get("autocast", "")):
+                logits = module(x.to(device))
         except Exception as e:
             _fail(sock, f"the model failed on an eval batch: {type(e).__name__}: {e}")
             continue

@@ -125,7 +125,7 @@ class ModelProcess:
 
     def __init__(self, settings: dict, deadline: float = math.inf):
         """Start the model process now (it imports torch while the scorer waits or works).
-        `settings`: device, batch_size, seq_len, vocab_size, landlock, read_roots,
+        `settings`: device, batch_size, seq_len, vocab_size, autocast, landlock, read_roots,
         model_address_space_bytes, host_dir (its temporary directory while it loads),
         model_log (where its stdout and stderr go)."""
         from evolve.evaluation import sandbox
@@ -150,7 +150,8 @@ class ModelProcess:
                     "PYTHONPATH": str(PACKAGE_ROOT), "PYTHONNOUSERSITE": "1",
                     "PYTHONDONTWRITEBYTECODE": "1", "TORCH_FORCE_WEIGHTS_ONLY_LOAD": "1",
                     model_host.ENV: json.dumps({
-                        "device": settings["device"], "landlock": bool(settings.get("landlock")),
+                        "device": settings["device"], "autocast": settings.get("autocast", ""),
+                        "landlock": bool(settings.get("landlock")),
                         "read_roots": settings.get("read_roots", []),
                         "harden": bool(settings.get("harden")),
                         "out_fd": self.memfd, "slot_bytes": self.slot_bytes,
@@ -312,7 +313,7 @@ def device_is_cpu(job: dict) -> bool:
 def host_settings(job: dict) -> dict:
     """The model process's settings from a job (in-process use and tests): its temporary
     directory and log live in the job directory."""
-    keys = ("device", "batch_size", "seq_len", "vocab_size", "landlock", "read_roots",
+    keys = ("device", "batch_size", "seq_len", "vocab_size", "autocast", "landlock", "read_roots",
             "model_address_space_bytes", "model_log")
     out = {k: job[k] for k in keys if k in job}
     out["host_dir"] = str(Path(job["dir"]) / "host-tmp")

@@ -246,7 +246,8 @@ class Supervisor:
             "harness": {"device": self.task.device, "seq_len": self.task.seq_len,
                         "vocab_size": self.task.vocab_size, "bos_id": self.data.bos_id,
                         "budget_s": self.task.budget_s,
-                        "eval_batch_size": self.task.eval_batch_size},
+                        "eval_batch_size": self.task.eval_batch_size,
+                        "autocast": self.task.autocast},
             "channel_fd": fd,
             "landlock": self.landlock,
             "read_roots": list(sandbox.SYSTEM_READ) + sandbox.python_read_roots(),
@@ -308,6 +309,7 @@ class Supervisor:
         task = self.task
         settings = {"device": task.device, "batch_size": task.eval_batch_size,
                     "seq_len": task.seq_len, "vocab_size": task.vocab_size,
+                    "autocast": task.autocast,
                     "landlock": self.landlock,
                     "read_roots": list(sandbox.SYSTEM_READ) + sandbox.python_read_roots(),
                     "model_address_space_bytes": self.memory_limit, "harden": self.harden,

@@ -39,6 +39,9 @@ def default_device() -> str:
         return "cpu"
 
 
+AUTOCAST_DTYPES = ("", "bfloat16", "float16")
+
+
 @dataclasses.dataclass(frozen=True)
 class Task:
     device: str              # "cpu" or "cuda"
@@ -52,6 +55,8 @@ class Task:
     submit_s: float          # allowance after the budget for harness.submit (export)
     score_s: float           # wall-clock limit of the scoring process
     dataset: str = "stdlib"  # corpus the data was prepared from (see evolve.data.sources)
+    autocast: str = ""       # dtype the scorer runs the model under torch.autocast in
+                             # ("bfloat16" on cuda, as the seeds train); "" = as exported
 
     @classmethod
     def for_device(cls, device: str | None = None, **overrides) -> "Task":
@@ -64,7 +69,8 @@ class Task:
                         eval_batch_size=32,         # 32 x 2048 x 8192 fp32 logits = 2 GiB
                         startup_s=120.0,            # CUDA init + imports; compile is after
                         submit_s=180.0,             # torch.export of a ~50 M model
-                        score_s=900.0)
+                        score_s=900.0,
+                        autocast="bfloat16")        # autoresearch trains and scores in bf16
         else:
             base = dict(seq_len=256, vocab_size=2048, budget_s=60.0,
                         eval_tokens=2 ** 16,        # ~5 s of scoring for a ~3 M model
@@ -89,6 +95,8 @@ class Task:
             return f"budget must be positive seconds, got {self.budget_s}"
         if self.eval_tokens < self.seq_len * self.eval_batch_size:
             return "eval_tokens must cover at least one eval batch"
+        if self.autocast not in AUTOCAST_DTYPES:
+            return f"autocast must be one of {', '.join(repr(d) for d in AUTOCAST_DTYPES)}"
         return None
 
     @property
@@ -108,6 +116,8 @@ class Task:
         d = dataclasses.asdict(self)
         for k in ("startup_s", "submit_s", "score_s"):
             d.pop(k)
+        if not d["autocast"]:
+            d.pop("autocast")        # runs made before the field existed keep their fingerprint
         return d
 
     def fingerprint(self, data_fingerprint: str) -> str:

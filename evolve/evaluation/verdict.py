@@ -117,7 +117,7 @@ def run_scorer(p: subprocess.Popen, model: Path, jobdir: Path, *, eval_rows: np.
            "token_bytes": str(jobdir / "token_bytes.npy"), "device": task.device,
            "weights_header": str(jobdir / "weights.json"), "weights": str(jobdir / "weights.bin"),
            "batch_size": task.eval_batch_size, "vocab_size": task.vocab_size,
-           "seq_len": task.seq_len,
+           "seq_len": task.seq_len, "autocast": task.autocast,
            # Why: the scorer stops itself (a timeout record) a little before we kill it.
            "deadline_s": max(1.0, task.score_s - 5.0),
            "dir": str(jobdir), "landlock": landlock,

@@ -639,3 +639,23 @@ def test_the_scored_weights_are_the_snapshot_not_the_exported_ones(quick_supervi
     r = quick_supervisor.evaluate(SWAPPED_WEIGHTS)
     assert r.status is Status.OK, r.summary()
     assert r.val_bpb == pytest.approx(uniform_bpb(quick_supervisor), rel=1e-4), r.summary()
+
+
+def test_a_genome_with_mixed_dtypes_scores_under_the_tasks_autocast(prepared, quick_supervisor):
+    """Issue 13: a genome trained under bf16 autocast with a bf16 output layer exports fine but
+    runs only under autocast. A task that scores under autocast to bfloat16 (as the cuda task
+    does) scores it, its probes included; without autocast, submit's run of the exported
+    program on one eval-shaped batch ends it in seconds, as invalid, naming the problem."""
+    from evolve.evaluation.supervisor import Supervisor
+
+    source = (REPO / "tests" / "fixtures" / "genomes" / "mixed_dtype.py").read_text()
+    bf16 = Supervisor(small_task(budget_s=1.0, autocast="bfloat16"), prepared,
+                      memory_limit_bytes=3 * 2 ** 30)
+    assert bf16.fingerprint != quick_supervisor.fingerprint
+    r = bf16.evaluate(source)
+    assert r.status is Status.OK and r.val_bpb is not None, r.summary()
+    assert r.model_tokens_per_sec                         # the timed passes ran too
+    r = quick_supervisor.evaluate(source)
+    assert r.status is Status.INVALID, r.summary()
+    assert "failed on an eval-shaped batch" in r.reason and "dtype" in r.reason, r.reason
+    assert r.scoring_seconds is None
