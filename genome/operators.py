@@ -4,12 +4,15 @@
     name, result = mutate(parent, random.Random(7))              # a random applicable mutation
     name, result = mutate(parent, rng, "constant")               # a given one
     name, result = cross(a, b, rng)                              # constants or definitions
+    name, result = mutate(parent, rng, "tune", trials=[Trial(source, val_bpb), ...])
 
 `MUTATIONS` and `CROSSOVERS` map a name to an `Operator` (name, family, one-line summary, the
 function). Calling an Operator never raises (genome.result.call_guarded); the functions keep the
 contract written in genome.result. Operators are plain module-level functions inside frozen
 records, so they pickle by reference and can be sent to worker processes.
 
+Operators that learn from scored genomes (`tune`) take them as `trials` (genome.tune.Trial:
+source and mean val_bpb); the engine passes the archive's, and without any they still apply.
 `mutate` / `cross` without a name try the operators in an order drawn from `rng` and return the
 first that applies, so the choice is deterministic for a seed; when none applies the result is
 not_applicable with every operator's reason, joined by "; ".
@@ -28,7 +31,7 @@ from types import MappingProxyType
 from typing import Callable
 
 from genome import crossover, mutate_categorical, mutate_constants, mutate_kernels, \
-    mutate_literals, mutate_structure
+    mutate_literals, mutate_structure, tune
 from genome.record import Genome
 from genome.result import OpResult, call_guarded
 
@@ -39,9 +42,10 @@ class Operator:
     family: str          # the module it lives in: constants, literals, categorical, ...
     summary: str         # one line, for `python -m genome list`
     fn: Callable[..., OpResult]
+    learns: bool = False # takes the scored genomes as `trials`
 
-    def __call__(self, *args) -> OpResult:
-        return call_guarded(self.fn, *args)
+    def __call__(self, *args, trials=()) -> OpResult:
+        return call_guarded(self.fn, *args, *((tuple(trials),) if self.learns else ()))
 
 
 def _table(*ops: Operator) -> MappingProxyType:
@@ -73,6 +77,8 @@ MUTATIONS = _table(
              "switch", mutate_structure.drop_value_embeddings),
     Operator("kernel", "kernels", "replace a reference op by its kernel from kernels.SWAPS",
              mutate_kernels.use_kernel),
+    Operator("tune", "tune", "move 3 ALL_CAPS numbers together to values an Optuna TPE sampler "
+             "proposes from scored genomes of the same structure", tune.tune, learns=True),
 )
 
 CROSSOVERS = _table(
@@ -84,28 +90,29 @@ CROSSOVERS = _table(
 
 
 def _first_applicable(table: MappingProxyType, args: tuple, rng: random.Random,
-                      name: str | None) -> tuple[str, OpResult]:
+                      name: str | None, trials=()) -> tuple[str, OpResult]:
     if name is not None:
         op = table.get(name)
         if op is None:
             return name, OpResult.not_applicable(
                 f"no operator named {name!r} (one of: {', '.join(table)})")
-        return name, op(*args, rng)
+        return name, op(*args, rng, trials=trials)
     names = list(table)
     rng.shuffle(names)
     reasons = []
     for candidate in names:
-        result = table[candidate](*args, rng)
+        result = table[candidate](*args, rng, trials=trials)
         if result.applied:
             return candidate, result
         reasons.append(f"{candidate}: {result.reason}")
     return "", OpResult.not_applicable("; ".join(reasons))
 
 
-def mutate(parent: Genome | str, rng: random.Random,
-           name: str | None = None) -> tuple[str, OpResult]:
-    """(name, result) of the named mutation, or of the first applicable in a random order."""
-    return _first_applicable(MUTATIONS, (parent,), rng, name)
+def mutate(parent: Genome | str, rng: random.Random, name: str | None = None,
+           trials=()) -> tuple[str, OpResult]:
+    """(name, result) of the named mutation, or of the first applicable in a random order;
+    `trials` go to the operators that learn from scored genomes."""
+    return _first_applicable(MUTATIONS, (parent,), rng, name, trials)
 
 
 def cross(a: Genome | str, b: Genome | str, rng: random.Random,

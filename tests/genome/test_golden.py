@@ -41,6 +41,8 @@ CASES = [
                                              "False"),
     ("kernel", 0, "norm", "kernel rms_norm: F.rms_norm(x, (x.size(-1),)) -> kernels.rms_norm(x) "
                           "in norm"),
+    ("tune", 2, "constants", "tune: DEPTH 4 -> 6, TOTAL_BATCH_TOKENS 2**19 -> 2**20, "
+                             "DEVICE_BATCH_SIZE 128 -> 32"),
 ]
 CROSS_CASES = [
     ("constants", 0, "constants from b: MATRIX_LR 0.03, WARMDOWN_RATIO 0.7 (2 of 4)"),
