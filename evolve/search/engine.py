@@ -188,28 +188,36 @@ class Engine:
         names = [n for n, w in weights.items() if w > 0]
         return rng.choices(names, [weights[n] for n in names])[0] if names else None
 
-    def _child(self, parents: list, rng: random.Random):
+    def _trials(self) -> list:
+        """Every scored genome as a tune trial (source, mean val_bpb), oldest first."""
+        from genome.tune import Trial
+
+        return [Trial(self.archive.genome(g).source, self.stats(g).bpb)
+                for g in self.scored(self.archive.genome_ids())]
+
+    def _child(self, parents: list, rng: random.Random, trials=()):
         from genome.operators import cross, mutate
         from genome.record import Genome
 
         if len(parents) == 2:
             name, res = cross(parents[0], parents[1], rng)
         else:
-            name, res = mutate(parents[0], rng, self._mutation_name(rng))
+            name, res = mutate(parents[0], rng, self._mutation_name(rng), trials=trials)
             if not res.applied and self.config.operator_weights:
-                name, res = mutate(parents[0], rng)          # the weighted one did not apply
+                name, res = mutate(parents[0], rng, trials=trials)   # the weighted one did not apply
         if not res.applied:
             return None
         return Genome.child(res.child, parents, operator=name, description=res.description)
 
     def _offspring(self, rng: random.Random, pick_parents, n: int, generation: int) -> list[str]:
         known = set(self.archive.genome_ids())
+        trials = self._trials()
         planned: list[str] = []
         for _ in range(n):
             child = None
             for _ in range(MAX_TRIES):
                 parents = pick_parents(rng)
-                candidate = self._child(parents, rng)
+                candidate = self._child(parents, rng, trials)
                 if candidate is None:
                     continue
                 child = candidate

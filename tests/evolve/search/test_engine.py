@@ -236,3 +236,18 @@ def test_pruning_modes_through_the_engine(tmp_path, mode):
     before = len(sup.calls)
     assert make_engine(tmp_path / "run", sup, config, logs).run() == 0
     assert len(sup.calls) == before
+
+
+def test_tune_children_are_told_the_runs_scored_genomes(tmp_path):
+    """With only the tune operator, the children of later generations are proposed by a sampler
+    that was told the scored genomes of their parent's structure (the archive's, every time)."""
+    sup, logs = _Pruning(), []
+    config = EngineConfig(population=4, generations=2, prune="off", crossover_prob=0.0,
+                          operator_weights=(("tune", 1.0),))
+    engine = make_engine(tmp_path / "run", sup, config, logs)
+    assert engine.run() == 0
+    rows = engine.archive.conn.execute("SELECT operator, description, generation FROM genomes "
+                                       "WHERE operator != 'seed'").fetchall()
+    assert rows and all(op == "tune" for op, _, _ in rows)
+    told = [d for _, d, gen in rows if gen >= 1]
+    assert any("trials of this structure" in d for d in told), told
