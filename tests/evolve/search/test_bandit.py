@@ -1,0 +1,29 @@
+"""The operator bandit (evolve.search.bandit): the credit rule, Thompson draws, the prior."""
+
+from __future__ import annotations
+
+import random
+
+from evolve.search.bandit import Arm, Child, choose, credit, probabilities, success
+
+
+def test_a_child_succeeds_beyond_the_noise_floor_or_on_the_front():
+    assert success(Child("constant", True, 2.90, 3.00, False), noise=0.05)
+    assert not success(Child("constant", True, 2.97, 3.00, False), noise=0.05)   # within noise
+    assert success(Child("constant", True, 3.10, 3.00, True), noise=0.05)        # on the front
+    assert not success(Child("constant", True, None, 3.00, False), noise=0.05)   # failed
+    arms = credit(["constant", "tune"], [
+        Child("constant", True, 2.9, 3.0, False), Child("constant", True, None, 3.0, False),
+        Child("constant", False, None, 3.0, False),                 # not evaluated: no credit
+        Child("tune", True, 3.5, 3.0, False), Child("llm", True, 2.0, 3.0, True)], 0.05)
+    assert arms == [Arm("constant", 1, 1), Arm("tune", 0, 1)]    # other operators ignored
+
+
+def test_thompson_draws_follow_the_evidence_and_the_prior_keeps_every_arm():
+    arms = [Arm("good", 8, 2), Arm("bad", 1, 9), Arm("new")]
+    p = probabilities(arms)
+    assert p["good"] > 0.6 and 0 < p["bad"] < 0.05 and p["new"] > 0.1, p
+    assert abs(sum(p.values()) - 1) < 1e-9
+    # draws come from the caller's stream only: the same seed, the same choices
+    a = [choose(arms, random.Random(s)) for s in range(20)]
+    assert a == [choose(arms, random.Random(s)) for s in range(20)] and set(a) > {"good"}
