@@ -116,7 +116,8 @@ def _progress_bar(task, quiet: bool) -> "_PhaseBar | None":
 
 
 RUN_FLAGS = ("population", "strategy", "budget", "device", "seed", "run_dir", "dataset",
-             "vocab_size", "crossover_prob", "operator_weights", "no_confirm", "rng_seed",
+             "vocab_size", "crossover_prob", "operator_weights", "no_confirm", "no_bandit",
+             "rng_seed",
              "max_failed_generations", "llm_share")
 
 
@@ -216,7 +217,7 @@ def cmd_run(args) -> int:
                 max_failed_generations=(args.max_failed_generations
                                         if args.max_failed_generations is not None else 3),
                 llm_share=args.llm_share if args.llm_share is not None else 0.25,
-                prune=args.prune or "shadow")
+                prune=args.prune or "shadow", bandit=not args.no_bandit)
         except ValueError as e:
             return _fail(str(e))
         problem = config.problem() or _llm_flags_problem(args)
@@ -440,6 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--crossover-prob", type=float, default=None, help="0.2")
     parser.add_argument("--operator-weights", default=None, metavar="NAME=W,...",
                         help="mutation weights, e.g. constant=3,keyword=1 (python -m genome list)")
+    parser.add_argument("--no-bandit", action="store_true",
+                        help="draw mutation operators uniformly, not by the operator bandit")
     parser.add_argument("--no-confirm", action="store_true",
                         help="declare a new best without a confirming re-evaluation")
     parser.add_argument("--prune", choices=("off", "shadow", "on"), default=None,

@@ -59,6 +59,8 @@ class EngineConfig:
     rng_seed: int = 0
     llm_share: float = 0.25                     # share of offspring proposed by the LLM, when on
     prune: str = "shadow"                       # off | shadow (judge, record) | on (judge, stop)
+    bandit: bool = True                         # draw mutations by the operator bandit, else
+                                                # uniformly (operator_weights, when given, win)
 
     def problem(self) -> str | None:
         from genome.operators import MUTATIONS
@@ -181,9 +183,38 @@ class Engine:
         return min(pool, key=lambda g: self.stats(g).bpb) if pool else None
 
     # -- variation -----------------------------------------------------------------------------
-    def _mutation_name(self, rng: random.Random) -> str | None:
+    def arms(self) -> list:
+        """The operator bandit's arms, credited from every evaluated child in the archive."""
+        from genome.operators import MUTATIONS
+
+        from evolve.search import bandit
+        from evolve.search.noise import noise_floor_of
+
+        front = set(self.front())
+        children = []
+        for g in self.archive.genome_ids():
+            genome = self.archive.genome(g)
+            if genome.operator not in MUTATIONS:
+                continue
+            parent = self.stats(genome.parents[0]).bpb if genome.parents else None
+            children.append(bandit.Child(genome.operator, self.stats(g).n > 0,
+                                         self.stats(g).bpb, parent, g in front))
+        return bandit.credit(list(MUTATIONS), children, noise_floor_of(self.archive))
+
+    def front(self) -> list[str]:
+        """The Pareto front over (mean val_bpb down, mean tokens/s up) of every scored genome."""
+        scored = self.scored(self.archive.genome_ids())
+        pts = {g: (self.stats(g).bpb, self.stats(g).tps or 0.0) for g in scored}
+        return [g for g in scored if not any(
+            (o[0] <= pts[g][0] and o[1] >= pts[g][1] and o != pts[g]) for o in pts.values())]
+
+    def _mutation_name(self, rng: random.Random, arms) -> str | None:
+        from evolve.search import bandit
+
         weights = dict(self.config.operator_weights)
         if not weights:
+            if self.config.bandit and arms:
+                return bandit.choose(arms, rng)
             return None                      # genome.operators picks uniformly among applicable
         names = [n for n, w in weights.items() if w > 0]
         return rng.choices(names, [weights[n] for n in names])[0] if names else None
@@ -195,16 +226,17 @@ class Engine:
         return [Trial(self.archive.genome(g).source, self.stats(g).bpb)
                 for g in self.scored(self.archive.genome_ids())]
 
-    def _child(self, parents: list, rng: random.Random, trials=()):
+    def _child(self, parents: list, rng: random.Random, trials=(), arms=()):
         from genome.operators import cross, mutate
         from genome.record import Genome
 
         if len(parents) == 2:
             name, res = cross(parents[0], parents[1], rng)
         else:
-            name, res = mutate(parents[0], rng, self._mutation_name(rng), trials=trials)
-            if not res.applied and self.config.operator_weights:
-                name, res = mutate(parents[0], rng, trials=trials)   # the weighted one did not apply
+            chosen = self._mutation_name(rng, arms)
+            name, res = mutate(parents[0], rng, chosen, trials=trials)
+            if not res.applied and chosen is not None:
+                name, res = mutate(parents[0], rng, trials=trials)   # the chosen one did not apply
         if not res.applied:
             return None
         return Genome.child(res.child, parents, operator=name, description=res.description)
@@ -212,12 +244,13 @@ class Engine:
     def _offspring(self, rng: random.Random, pick_parents, n: int, generation: int) -> list[str]:
         known = set(self.archive.genome_ids())
         trials = self._trials()
+        arms = self.arms() if self.config.bandit and not self.config.operator_weights else ()
         planned: list[str] = []
         for _ in range(n):
             child = None
             for _ in range(MAX_TRIES):
                 parents = pick_parents(rng)
-                candidate = self._child(parents, rng, trials)
+                candidate = self._child(parents, rng, trials, arms)
                 if candidate is None:
                     continue
                 child = candidate
@@ -412,8 +445,7 @@ class Engine:
 
         scored = self.scored(self.archive.genome_ids())
         pts = {g: (self.stats(g).bpb, self.stats(g).tps or 0.0) for g in scored}
-        front = [g for g in scored if not any(
-            (o[0] <= pts[g][0] and o[1] >= pts[g][1] and o != pts[g]) for o in pts.values())]
+        front = self.front()
         ref = self.archive.meta().get("hv_ref_bpb")
         if ref is None and scored:
             ref = 1.1 * max(p[0] for p in pts.values())

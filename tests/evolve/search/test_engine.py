@@ -144,9 +144,10 @@ def test_a_generations_failures_count_its_confirmations(tmp_path):
 
 class _Pruning:
     """A stand-in supervisor that acts on the pruner as the real one does: every genome's run
-    reports an honest-looking curve, but one whose source hashes odd is hopeless (2 nats above);
-    the pruner the engine sent is asked at each checkpoint, and a "stop" ends the run PRUNED
-    there (with --prune on) or is only recorded (shadow). Every call is logged."""
+    reports an honest-looking curve, but one judged by a pruner (so not of generation 0: the
+    references are honest) whose source hashes odd is hopeless (2 nats above); the pruner the
+    engine sent is asked at each checkpoint, and a "stop" ends the run PRUNED there (with
+    --prune on) or is only recorded (shadow). Every call is logged."""
 
     def __init__(self):
         self.task, self.fingerprint, self.calls = small_task(), "fake", []
@@ -156,7 +157,8 @@ class _Pruning:
 
         from evolve.evaluation.result import Status, make_result
 
-        hopeless = int(hashlib.sha256(source.encode()).hexdigest(), 16) % 2 == 1
+        hopeless = pruner is not None and \
+            int(hashlib.sha256(source.encode()).hexdigest(), 16) % 2 == 1
         curve = [(p / 20, 6.0 - 3.0 * p / 20 + (2.0 if hopeless else 0.0)) for p in range(1, 21)]
         self.calls.append((source, pruner))
         for c in (pruner.checkpoints if pruner else ()):
@@ -251,3 +253,25 @@ def test_tune_children_are_told_the_runs_scored_genomes(tmp_path):
     assert rows and all(op == "tune" for op, _, _ in rows)
     told = [d for _, d, gen in rows if gen >= 1]
     assert any("trials of this structure" in d for d in told), told
+
+
+@pytest.mark.parametrize("bandit", [True, False])
+def test_mutations_are_drawn_by_the_bandit_unless_switched_off(tmp_path, monkeypatch, bandit):
+    from genome.operators import MUTATIONS
+
+    from evolve.search.bandit import Arm
+
+    # evidence that only `constant` children ever succeed
+    monkeypatch.setattr(Engine, "arms", lambda self: [
+        Arm(n, 50, 0) if n == "constant" else Arm(n, 0, 50) for n in MUTATIONS])
+    config = EngineConfig(population=8, generations=1, prune="off", crossover_prob=0.0,
+                          bandit=bandit)
+    engine = make_engine(tmp_path / "run", _Pruning(), config, [])
+    assert engine.run() == 0
+    ops = [op for (op,) in engine.archive.conn.execute(
+        "SELECT operator FROM genomes WHERE operator != 'seed'")]
+    assert len(ops) >= 12
+    if bandit:
+        assert set(ops) == {"constant"}, ops
+    else:                                   # uniform among those that apply to tiny.py
+        assert set(ops) == {"constant", "tune"}, ops
