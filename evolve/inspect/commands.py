@@ -153,6 +153,16 @@ def cmd_show(args) -> int:
     print(f"best: {best_id[:8]} val_bpb {fmt_bpb(best)} tokens/s {fmt_tps(best.tokens_per_sec)} "
           f"({confirmed})")
     print(f"totals: {totals(run)}")
+    ops = run.operators
+    if ops.children.sum():
+        print("operators (mutation children evaluated; success: beat the parent beyond the noise "
+              "floor, or on the front; p: chance to be drawn next)")
+        rows = [[o.operator, str(o.children), f"{o.successes}",
+                 f"{o.success_rate:.0%}" if o.children else "-", f"{o.probability:.2f}"]
+                for o in ops.itertuples()]
+        for line in table(["operator", "children", "successes", "rate", "p"], rows,
+                          right={1, 2, 3, 4}):
+            print(line)
     return 0
 
 

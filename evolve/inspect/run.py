@@ -138,6 +138,31 @@ class Run:
                 for e in self.evals.itertuples() for p, x in json.loads(e.curve or "[]")]
         return pd.DataFrame(rows, columns=columns)
 
+    @property
+    def operators(self) -> pd.DataFrame:
+        """The operator bandit as the engine sees it now (evolve.search.bandit): per mutation
+        operator, its evaluated children, successes (beat the first parent by more than the
+        noise floor, or on the front), failures, success_rate and probability (how often the
+        bandit would draw it next; uniform when the run draws without it: --no-bandit or
+        --operator-weights)."""
+        from genome.operators import MUTATIONS
+
+        from evolve.search import bandit
+
+        by_id = self.df.set_index("genome_id")
+        children = [bandit.Child(
+            r.operator, r.status != "pending", None if r.val_bpb != r.val_bpb else r.val_bpb,
+            _first_parent_bpb(by_id, r.parent_ids), bool(r.on_front))
+            for r in self.df.itertuples() if r.operator in MUTATIONS]
+        arms = bandit.credit(list(MUTATIONS), children, self.noise_floor)
+        config = self.meta.get("config", {})
+        drawn = config.get("bandit", True) and not config.get("operator_weights")
+        p = bandit.probabilities(arms) if drawn else {a.name: 1 / len(arms) for a in arms}
+        return pd.DataFrame([{"operator": a.name, "children": a.children,
+                              "successes": a.successes, "failures": a.failures,
+                              "success_rate": a.successes / a.children if a.children else np.nan,
+                              "probability": p[a.name]} for a in arms])
+
     def pareto(self) -> pd.DataFrame:
         return self.df[self.df.on_front].sort_values("val_bpb").reset_index(drop=True)
 
@@ -175,6 +200,13 @@ class Run:
         if g is None:
             raise KeyError(f"no genome {genome_id!r} in this run")
         return g.diffs
+
+
+def _first_parent_bpb(by_id: pd.DataFrame, parents) -> float | None:
+    if not len(parents) or parents[0] not in by_id.index:
+        return None
+    bpb = by_id.val_bpb.get(parents[0])
+    return None if bpb != bpb else float(bpb)
 
 
 def _when(seconds: pd.Series) -> pd.Series:

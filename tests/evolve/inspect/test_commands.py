@@ -44,14 +44,25 @@ def test_show_lists_only_the_front(run_dir):
     p = evolve("show", run_dir)
     assert p.returncode == 0, p.stderr
     run = load_run(run_dir)
-    shown = [line.split()[0] for line in p.stdout.splitlines()[2:]
-             if line and not line.split()[0].endswith(":")]
+    front_lines = p.stdout.split("\nnoise_floor: ")[0].splitlines()[2:]
+    shown = [line.split()[0] for line in front_lines if line]
     assert shown == [g[:8] for g in run.pareto().genome_id]          # front only, by val_bpb
     assert not set(shown) & {g[:8] for g in run.df.genome_id[~run.df.on_front]}
     best = run.best()
     assert f"best: {best.genome_id[:8]} val_bpb {best.val_bpb:.6f}" in p.stdout
     assert "noise_floor: " in p.stdout
     assert f"totals: {len(run.df)} genomes" in p.stdout and "failures: " in p.stdout
+    # the operator bandit: every mutation operator, its evaluated children and its chance
+    ops = run.operators
+    assert list(ops.columns) == ["operator", "children", "successes", "failures",
+                                 "success_rate", "probability"]
+    kids = run.df[run.df.operator.isin(set(ops.operator)) & (run.df.status != "pending")]
+    assert ops.children.sum() == len(kids) > 0
+    assert (ops.successes + ops.failures == ops.children).all()
+    assert abs(ops.probability.sum() - 1) < 1e-9
+    assert (ops[ops.children == 0].probability > 0).all()            # the prior: still tried
+    table_lines = p.stdout.split("\noperators (")[1].splitlines()[2:]
+    assert [line.split()[0] for line in table_lines] == list(ops.operator)
 
 
 def test_show_and_the_failure_table_tell_pruned_runs_from_failures(run_dir, tmp_path):
