@@ -24,6 +24,7 @@ constants below, so shrink DEPTH, ASPECT_RATIO, HEAD_DIM or DEVICE_BATCH_SIZE fo
 What it does not do: compute its own score, see validation data, or download kernels (attention
 is torch's scaled_dot_product_attention; short windows use a cached boolean band mask).
 """
+import gc
 import math
 
 import torch
@@ -336,6 +337,8 @@ def train_loss(inputs, targets):
 
 
 loss_fn = torch.compile(train_loss, dynamic=False) if CUDA else train_loss  # export uses the plain module
+gc.collect()
+gc.freeze()  # what exists now is never scanned again: no collector pauses inside the loop
 step, micro = 0, 0
 for inputs, targets in harness.train_batches(DEVICE_BATCH_SIZE):
     with torch.autocast(device_type=harness.DEVICE, dtype=torch.bfloat16, enabled=CUDA):
