@@ -180,6 +180,20 @@ def _autocast(device: str, dtype: str):
                           dtype=getattr(torch, dtype))
 
 
+def _embedding_params(program) -> set[str]:
+    """Parameters the graph uses as embedding tables (aten.embedding's weight): looked up, not
+    multiplied, so MFU leaves them out, as autoresearch counts."""
+    import torch
+
+    to_param = program.graph_signature.inputs_to_parameters
+    out = set()
+    for node in program.graph.nodes:
+        if node.op == "call_function" and node.target is torch.ops.aten.embedding.default \
+                and node.args and getattr(node.args[0], "name", None) in to_param:
+            out.add(to_param[node.args[0].name])
+    return out
+
+
 def _timed_pass(module, x, backward: bool, autocast: str = "") -> str | None:
     """One pass of the model as training would run it, for the scorer's stopwatch: forward, and
     with `backward` the cross-entropy of predicting each next input token, back to every
@@ -272,8 +286,9 @@ def serve(sock: socket.socket, config: dict) -> int:
             return 2
     del data
     sig, state = program.graph_signature, program.state_dict
-    info = json.dumps({"num_params": int(sum(state[n].numel() for n in sig.parameters
-                                             if n in state))}).encode()
+    total = int(sum(state[n].numel() for n in sig.parameters if n in state))
+    tables = int(sum(state[n].numel() for n in _embedding_params(program) if n in state))
+    info = json.dumps({"num_params": total, "non_embedding_params": total - tables}).encode()
     module = program.module(check_guards=False)     # no guard code is compiled from the archive
     torch.set_grad_enabled(False)
     # Layer 2, before the program first runs: no file rights at all.

@@ -52,7 +52,8 @@ class EvalResult:
     scoring_seconds: float | None = None     # scorer process wall clock
     peak_memory_mb: float | None = None      # host memory of the genome's tree, MiB (trusted)
     num_params: int | None = None            # counted by the scorer in the exported program
-    mfu: float | None = None                 # model FLOPs utilisation, 0..1, GPUs with a known peak
+    mfu: float | None = None                 # model FLOPs utilisation, 0..1, GPUs with a known
+                                             # peak: 6 x non-embedding parameters x tokens/s
     tokens: int | None = None                # training tokens handed out by the harness
     model_tokens_per_sec: float | None = None  # the scorer's timing of the submitted model's
                                              # forward + backward at the eval shape

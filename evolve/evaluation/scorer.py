@@ -211,6 +211,7 @@ class ModelProcess:
             raise ModelFailure("crash", "the model process broke the protocol while loading")
         try:
             info = json.loads(bytes(model_host.recv_exact(self.sock, n) or b"{}"))
+            self.non_embedding_params = int(info.get("non_embedding_params", info["num_params"]))
             return int(info["num_params"])
         except (ValueError, KeyError, TypeError):
             raise ModelFailure("crash", "the model process broke the protocol while loading")
@@ -408,7 +409,9 @@ def score(job: dict, host: "ModelProcess | None" = None) -> dict:
     if nbytes <= 0:
         return {"status": "invalid", "reason": "eval set has no scored bytes"}
     bpb = nats / (math.log(2) * nbytes)
-    out = {"status": "ok", "val_bpb": bpb, "num_params": num_params, "eval_bytes": nbytes,
+    out = {"status": "ok", "val_bpb": bpb, "num_params": num_params,
+           "non_embedding_params": getattr(host, "non_embedding_params", num_params),
+           "eval_bytes": nbytes,
            "probe_max_change": worst, "probe_rows": sum(len(r.rows) for r in plan if r.kind == "causal"),
            "model_tokens_per_sec": speed,
            "scoring_seconds": time.monotonic() - t_start}

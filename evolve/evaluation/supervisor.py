@@ -673,8 +673,10 @@ class Supervisor:
         handed = result.tokens_per_sec
         result = dataclasses.replace(
             result, tokens_per_sec=min(handed, model_tps) if handed and model_tps else None)
-        if peak and result.tokens_per_sec and result.num_params:
-            # 6 N FLOPs per token (forward + backward), attention excluded: an approximation.
+        flop_params = finite_or_none(out.get("non_embedding_params")) or result.num_params
+        if peak and result.tokens_per_sec and flop_params:
+            # 6 N FLOPs per token (forward + backward) with N the parameters that are multiplied
+            # (embedding tables are looked up, as autoresearch counts); attention excluded.
             result = dataclasses.replace(
-                result, mfu=6 * result.num_params * result.tokens_per_sec / peak)
+                result, mfu=6 * flop_params * result.tokens_per_sec / peak)
         return result

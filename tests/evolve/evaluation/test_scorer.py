@@ -158,3 +158,31 @@ def test_scorer_times_the_model_it_scored(tmp_path):
     out = score(job(tmp_path / "fixed", Fixed(2.0), rows, np.ones(V)))
     assert out["status"] == "ok" and out["model_tokens_per_sec"] is None
     assert "does not depend on its parameters" in out["speed_problem"]
+
+
+def test_mfu_counts_the_parameters_that_are_multiplied_not_looked_up(tmp_path):
+    """issue 13: MFU is 6 x non-embedding parameters x tokens/s / peak, as autoresearch counts;
+    num_params stays every parameter."""
+    from evolve.evaluation.result import Status, make_result
+    from evolve.evaluation.supervisor import Supervisor
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(V, 4)
+            self.head = torch.nn.Linear(4, V)
+
+        def forward(self, x):
+            return self.head(self.emb(x))
+
+    rows = np.ones((2 * B, T + 1), dtype=np.int64)
+    out = score(job(tmp_path, Net(), rows, np.ones(V)))
+    assert out["status"] == "ok", out
+    assert out["num_params"] == V * 4 + 4 * V + V and out["non_embedding_params"] == 4 * V + V
+
+    def done(status, reason, **kw):
+        return make_result(status, reason=reason, tokens_per_sec=1000.0, **kw)
+    out.update(device_name="NVIDIA H100 80GB HBM3", model_tokens_per_sec=2000.0)
+    r = Supervisor._finish(None, done, out, {"num_params": out["num_params"]})
+    assert r.status is Status.OK and r.num_params == 9 * V
+    assert r.mfu == pytest.approx(6 * (4 * V + V) * 1000.0 / 989e12)
