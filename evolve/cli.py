@@ -23,8 +23,9 @@ from pathlib import Path
 def _task_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default=None,
                    help="where genomes train (default: cuda when available, else cpu)")
-    p.add_argument("--dataset", default="stdlib",
-                   help="stdlib (embedded, no network), climbmix, or a PATH of .txt/.jsonl/.parquet")
+    p.add_argument("--dataset", default=None,
+                   help="stdlib (embedded, no network; the cpu default), climbmix (autoresearch's "
+                        "data; the cuda default), or a PATH of .txt/.jsonl/.parquet")
     p.add_argument("--vocab-size", type=int, default=None,
                    help="tokenizer vocabulary (default: 8192 on cuda, 2048 on cpu)")
 
@@ -32,8 +33,8 @@ def _task_args(p: argparse.ArgumentParser) -> None:
 def _task(args):
     from evolve.evaluation.task import Task
 
-    dataset = args.dataset or "stdlib"
-    if dataset not in ("stdlib", "climbmix"):
+    dataset = args.dataset                   # None: the device's default (Task.for_device)
+    if dataset not in (None, "stdlib", "climbmix"):
         path = Path(dataset).expanduser()
         if not path.exists():
             return None, f"--dataset {dataset}: no such file or directory"
@@ -436,7 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run-dir", default=None, help="where the archive goes (runs/DATE-DEVICE)")
     parser.add_argument("--resume", default=None, metavar="DIR", help="continue a stopped run")
     parser.add_argument("--strategy", choices=("evolve", "hillclimb", "random"), default=None)
-    parser.add_argument("--dataset", default=None, help="stdlib (default), climbmix or a PATH")
+    parser.add_argument("--dataset", default=None,
+                        help="stdlib (cpu default), climbmix (cuda default) or a PATH")
     parser.add_argument("--vocab-size", type=int, default=None)
     parser.add_argument("--crossover-prob", type=float, default=None, help="0.2")
     parser.add_argument("--operator-weights", default=None, metavar="NAME=W,...",

@@ -110,7 +110,7 @@ def test_baseline_on_gpu(autoevolve_home):
     from evolve.evaluation.supervisor import Supervisor
     from evolve.evaluation.task import Task
 
-    task = Task.for_device("cuda", budget_s=60.0)
+    task = Task.for_device("cuda", budget_s=60.0, dataset="stdlib")   # a smoke test: no download
     data = ensure_prepared(task, progress=False)
     r = Supervisor(task, data).evaluate((SEEDS / "baseline.py").read_text())
     print(r.summary())
