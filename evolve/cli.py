@@ -118,8 +118,7 @@ def _progress_bar(task, quiet: bool) -> "_PhaseBar | None":
 
 RUN_FLAGS = ("population", "strategy", "budget", "device", "seed", "run_dir", "dataset",
              "vocab_size", "crossover_prob", "operator_weights", "no_confirm", "no_bandit",
-             "rng_seed",
-             "max_failed_generations", "llm_share")
+             "rng_seed", "max_failed_generations", "llm_share", "compute")
 
 
 def _parse_weights(text: str | None):
@@ -218,7 +217,8 @@ def cmd_run(args) -> int:
                 max_failed_generations=(args.max_failed_generations
                                         if args.max_failed_generations is not None else 3),
                 llm_share=args.llm_share if args.llm_share is not None else 0.25,
-                prune=args.prune or "shadow", bandit=not args.no_bandit)
+                prune=args.prune or "shadow", bandit=not args.no_bandit,
+                compute_s=args.compute)
         except ValueError as e:
             return _fail(str(e))
         problem = config.problem() or _llm_flags_problem(args)
@@ -443,6 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--crossover-prob", type=float, default=None, help="0.2")
     parser.add_argument("--operator-weights", default=None, metavar="NAME=W,...",
                         help="mutation weights, e.g. constant=3,keyword=1 (python -m genome list)")
+    parser.add_argument("--compute", type=float, default=None, metavar="S",
+                        help="stop before a generation once the evaluations took S seconds in "
+                             "all (equal compute for comparing strategies)")
     parser.add_argument("--no-bandit", action="store_true",
                         help="draw mutation operators uniformly, not by the operator bandit")
     parser.add_argument("--no-confirm", action="store_true",

@@ -200,6 +200,12 @@ class Archive:
                                  "AND kind IN ('eval', 'confirm') ORDER BY eval_id").fetchall()
         return [(g, [tuple(p) for p in json.loads(c or "[]")], b) for g, c, b in rows]
 
+    def compute_seconds(self) -> float:
+        """Wall-clock seconds of every evaluation and confirmation, summed (what a run spent)."""
+        row = self.conn.execute("SELECT SUM(finished_at - started_at) FROM evals WHERE kind IN "
+                                "('eval', 'confirm')").fetchone()
+        return float(row[0] or 0.0)
+
     def eval_count(self, kinds: Iterable[str] = ("eval", "confirm")) -> int:
         kinds = tuple(kinds)
         return self.conn.execute(f"SELECT COUNT(*) FROM evals WHERE kind IN "

@@ -61,6 +61,8 @@ class EngineConfig:
     prune: str = "shadow"                       # off | shadow (judge, record) | on (judge, stop)
     bandit: bool = True                         # draw mutations by the operator bandit, else
                                                 # uniformly (operator_weights, when given, win)
+    compute_s: float | None = None              # stop before a generation once the evaluations
+                                                # took this many seconds (wall clock, summed)
 
     def problem(self) -> str | None:
         from genome.operators import MUTATIONS
@@ -79,6 +81,8 @@ class EngineConfig:
             return "--llm-share must be within 0..1"
         if self.prune not in MODES:
             return f"--prune must be one of {', '.join(MODES)}"
+        if self.compute_s is not None and not (self.compute_s > 0 and math.isfinite(self.compute_s)):
+            return "--compute must be a positive number of seconds"
         for name, w in self.operator_weights:
             if name not in MUTATIONS:
                 return f"unknown operator {name!r} in --operator-weights (see python -m genome list)"
@@ -491,6 +495,12 @@ class Engine:
             self.log(self._resume_line(start, plans.get(start)))
         failed_streak = 0
         for generation in range(start, self.config.generations + 1):
+            spent = self.archive.compute_seconds()
+            if self.config.compute_s is not None and spent >= self.config.compute_s \
+                    and generation not in plans:
+                self.log(f"stopping: the evaluations took {spent:.0f} s, the compute budget is "
+                         f"{self.config.compute_s:g} s (--compute)")
+                return 0
             planned = plans.get(generation)
             if planned is None:
                 planned = self.plan(generation, population)

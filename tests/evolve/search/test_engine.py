@@ -275,3 +275,14 @@ def test_mutations_are_drawn_by_the_bandit_unless_switched_off(tmp_path, monkeyp
         assert set(ops) == {"constant"}, ops
     else:                                   # uniform among those that apply to tiny.py
         assert set(ops) == {"constant", "tune"}, ops
+
+
+def test_a_run_stops_when_its_evaluations_spent_the_compute_budget(tmp_path):
+    sup, logs = _Pruning(), []
+    config = EngineConfig(population=3, generations=50, prune="off", compute_s=1e-9)
+    engine = make_engine(tmp_path / "run", sup, config, logs)
+    assert engine.run() == 0
+    assert [g["generation"] for g in engine.archive.generations()] == [0]    # one, then stop
+    assert engine.archive.compute_seconds() > 0
+    assert logs[-1].startswith("stopping: the evaluations took") and "--compute" in logs[-1]
+    assert EngineConfig(compute_s=0.0).problem() == "--compute must be a positive number of seconds"
