@@ -490,8 +490,11 @@ def build_parser() -> argparse.ArgumentParser:
     from evolve.inspect.commands import add_parsers
     from evolve.inspect.report import add_parser as add_report
 
+    from evolve.search.bench import add_parser as add_bench
+
     add_parsers(sub)
     add_report(sub)
+    add_bench(sub)
     return parser
 
 

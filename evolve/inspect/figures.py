@@ -214,3 +214,35 @@ def png_bytes(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
     return buf.getvalue()
+
+
+def plot_bench(curves: dict) -> "Figure":
+    """`python -m evolve bench`'s figure: for each strategy, the best confirmed val_bpb so far
+    against compute (evaluation seconds), median over its runs with their range as a band.
+    `curves`: (strategy, rng seed) -> DataFrame of compute_s and best (evolve.search.bench)."""
+    import warnings
+
+    fig, ax = _figure()
+    top = max((c.compute_s.iloc[-1] for c in curves.values() if len(c)), default=1.0)
+    grid = np.linspace(0.0, top, 200)
+    for strategy in dict.fromkeys(s for s, _ in curves):
+        stack = []
+        for (s, _), c in curves.items():
+            if s != strategy or not len(c):
+                continue
+            idx = np.searchsorted(c.compute_s.to_numpy(), grid, side="right") - 1
+            vals = np.where(idx >= 0, c.best.to_numpy()[np.clip(idx, 0, None)], np.nan)
+            stack.append(np.where(grid <= c.compute_s.iloc[-1], vals, np.nan))
+        if not stack:
+            continue
+        with warnings.catch_warnings():           # all-NaN columns: before any confirmation
+            warnings.simplefilter("ignore", RuntimeWarning)
+            arr = np.array(stack, dtype=float)
+            med, lo, hi = np.nanmedian(arr, 0), np.nanmin(arr, 0), np.nanmax(arr, 0)
+        line, = ax.plot(grid, med, label=f"{strategy} ({len(stack)} runs)")
+        ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.15)
+    ax.set_xlabel("compute: evaluation seconds spent")
+    ax.set_ylabel("best confirmed " + BPB_LABEL)
+    ax.legend(loc="upper right")
+    ax.grid(alpha=0.3)
+    return fig
