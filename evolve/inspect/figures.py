@@ -1,4 +1,5 @@
-"""Figures of one run: the progress and Pareto plots of the notebook and of `evolve report`.
+"""Figures of one run: the progress and Pareto plots of the notebook and of `evolve report`;
+and of several: `plot_bench`, strategies against compute (`python -m evolve bench`).
 
     from evolve.inspect import figures
     figures.plot_progress(run)      # a matplotlib Figure; figures.png_bytes(fig) its PNG bytes
@@ -7,7 +8,8 @@ Figures are built on matplotlib's object API and rendered with the Agg canvas: n
 no window, safe in the engine's thread. matplotlib is imported inside the functions, so
 importing this module does not load it. What is drawn comes from evolve.inspect.tables.
 
-What it does not do: write files (evolve.inspect.report does), change the archive, or decide
+What it does not do: write files (evolve.inspect.report and evolve.search.bench do), change the
+archive, or decide
 anything (the engine does).
 """
 
