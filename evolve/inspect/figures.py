@@ -9,8 +9,7 @@ no window, safe in the engine's thread. matplotlib is imported inside the functi
 importing this module does not load it. What is drawn comes from evolve.inspect.tables.
 
 What it does not do: write files (evolve.inspect.report and evolve.search.bench do), change the
-archive, or decide
-anything (the engine does).
+archive, or decide anything (the engine does).
 """
 
 from __future__ import annotations
