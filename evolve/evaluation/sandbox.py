@@ -399,6 +399,9 @@ def _session_of(pid: int) -> tuple[int, int] | None:
     return int(fields[2]), int(fields[3])            # pgrp, session
 
 
+MAX_PROCS = 256                      # processes in the genome's session before it is a fork bomb
+
+
 def session_members(sid: int) -> list[int]:
     """Live pids whose session or process group is sid (the genome's session leader's pid)."""
     out = []
