@@ -124,24 +124,39 @@ def first_prune(curve: Curve, references: Sequence[Curve],
     return None
 
 
+def complete(curve: Curve, checkpoints: Sequence[float] = CHECKPOINTS) -> bool:
+    """Whether a curve reported near every checkpoint and near its end (the last WINDOW of the
+    budget): only such curves say what is typical of the run."""
+    return all(loss_at(curve, c) is not None for c in (*checkpoints, 1.0))
+
+
 def references(parent: Sequence[tuple[Curve, float | None]],
                best: Sequence[tuple[Curve, float | None]],
                done: Sequence[tuple[Curve, float | None]],
                checkpoints: Sequence[float] = CHECKPOINTS) -> list[Curve]:
     """The reference curves for a run, from (curve, val_bpb) pairs scored before it started:
     its parent's evaluations, the best genome's, and every scored evaluation of the run (`done`).
-    Only credible curves count; nothing is judged (no references) before MIN_RUNS of them; and
-    whenever there is a reference, the run's median curve is one too (see the module
-    docstring)."""
-    ratios = sorted(r for r in (end_ratio(c, b) for c, b in done) if r is not None)
+    Only complete curves (reports near every checkpoint and the end) say what is typical and
+    count as runs; only credible curves are references; nothing is judged before MIN_RUNS of
+    them; whenever there is a reference, the run's median curve is one too (see the module
+    docstring). And nothing is judged when the parent or the best genome has scored
+    evaluations but no credible curve: the bar is the worst reference, so leaving one out can
+    only lower it (adversary round 6 made an honest parent's curve look atypical with forged
+    curves, and its honest child was pruned against theirs)."""
+    whole = [(c, b) for c, b in done if complete(c, checkpoints)]
+    ratios = sorted(r for r in (end_ratio(c, b) for c, b in whole) if r is not None)
     typical = ratios[len(ratios) // 2] if len(ratios) >= MIN_RUNS else None
-    population = [c for c, b in done if credible(c, b, typical, checkpoints)]
+    population = [c for c, b in whole if credible(c, b, typical, checkpoints)]
     if len(population) < MIN_RUNS:
         return []
     refs: list[Curve] = []
-    for c, b in list(parent) + list(best):
-        if credible(c, b, typical, checkpoints) and list(c) not in [list(r) for r in refs]:
-            refs.append(c)
+    for named in (parent, best):
+        mine = [c for c, b in named if credible(c, b, typical, checkpoints)]
+        if named and not mine:
+            return []
+        for c in mine:
+            if list(c) not in [list(r) for r in refs]:
+                refs.append(c)
     if refs:
         refs.append(median_curve(population, checkpoints))
     return refs

@@ -104,3 +104,32 @@ def test_a_pruner_is_a_small_immutable_value_that_decides_like_the_rule():
         p.stop = True
     assert p.decide(shifted(1.0), 0.2) == decide(shifted(1.0), [REF, shifted(0.1)], 0.2)
     assert p.decide(shifted(1.0), 0.2).prune and not p.decide(REF, 0.2).prune
+
+
+def test_forged_curves_cannot_get_an_honest_child_pruned_by_discrediting_its_parent():
+    """Adversary round 6 (tests/fixtures/adversarial/prune_capture_{high,low}.py are the genomes): curves
+    that claim a high loss only at their end raised the run's typical end/val_bpb ratio until
+    the honest parent's curve looked atypical and was dropped; a curve claiming 6.47 at every
+    checkpoint then set the bar, and the honest child (6.83 at 20 %) was pruned, where its
+    parent's own curve (7.58 there) would have let it run."""
+    from evolve.search.pruning import Pruner, references
+
+    cps = (0.2, 0.4, 0.6)
+    parent = ([(0.15, 7.7), (0.2, 7.58), (0.35, 7.2), (0.4, 7.07), (0.55, 6.7), (0.6, 6.6),
+               (0.95, 6.1)], 2.945)                                     # end / val = 2.07
+    low = ([(0.2, 6.468), (0.4, 6.468), (0.6, 6.468), (0.95, 7.147)], 2.292)     # 3.12
+    child = [(0.15, 6.9), (0.2, 6.83), (0.4, 6.5)]
+    for complete_end_claims in (False, True):
+        if complete_end_claims:        # end claims 2.3 x the truth, checkpoints kept above 0.9 x
+            high = [([(p, 9.6) for p in (0.2, 0.4, 0.6)] + [(0.95, 9.53)], 2.197),
+                    ([(p, 13.1) for p in (0.2, 0.4, 0.6)] + [(0.95, 13.0)], 2.750)]
+        else:                          # nothing reported before 85 % of the budget
+            high = [([(0.9, 9.53), (0.95, 9.53)], 2.197), ([(0.9, 13.0), (0.95, 13.0)], 2.750)]
+        done = high + [low, parent]
+        refs = references([parent], [high[0]], done, cps)
+        pruner = Pruner.of(refs, stop=True)
+        assert pruner is None or not pruner.decide(child, 0.2).prune, refs
+    # the honest case still judges: three honest runs, a hopeless child of the parent
+    honest = [parent, (parent[0], 2.95), ([(p, x + 0.05) for p, x in parent[0]], 2.97)]
+    refs = references([parent], [parent], honest, cps)
+    assert Pruner.of(refs, stop=True).decide([(0.2, 9.9)], 0.2).prune
