@@ -98,7 +98,8 @@ class Outcome:
             return done(Status.OOM, f"host memory limit of {self.host_memory / 2 ** 30:.1f} GiB "
                                     "reached: the kernel killed the genome's process tree")
         if killed_for == "procs":
-            return done(Status.CRASH, f"more than {sandbox.MAX_PROCS} processes (fork bomb); tree killed")
+            return done(Status.CRASH, f"more than {sandbox.MAX_PROCS} processes, or "
+                        f"{sandbox.MAX_TASKS} processes and threads (fork bomb); tree killed")
         if killed_for == "disk":
             return done(Status.CRASH, f"wrote more than {scratch_dirs.SCRATCH_LIMIT >> 30} GiB or "
                                       f"{scratch_dirs.MAX_SCRATCH_ENTRIES:,} files and directories in scratch, "

@@ -301,9 +301,11 @@ class MemoryCgroup:
     delegated subtree); `create` returns None where it has none."""
 
     V2, V1 = Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/memory")
+    PIDS_V1 = Path("/sys/fs/cgroup/pids")
 
-    def __init__(self, path: Path, v2: bool):
+    def __init__(self, path: Path, v2: bool, pids: Path | None = None):
         self.path, self.v2 = path, v2
+        self.pids = pids                      # where pids.max bounds the tree's tasks, if any
 
     @classmethod
     def create(cls, name: str, limit_bytes: int) -> "MemoryCgroup | None":
@@ -327,7 +329,7 @@ class MemoryCgroup:
                     (path / "memory.swap.max").write_text("0")
                 except OSError:
                     pass
-            return cls(path, v2)
+            return cls(path, v2, _task_limit(path if v2 else cls.PIDS_V1 / name))
         return None
 
     @classmethod
@@ -336,7 +338,7 @@ class MemoryCgroup:
         import re
 
         removed = 0
-        for root in (cls.V2, cls.V1):
+        for root in (cls.V2, cls.V1, cls.PIDS_V1):
             try:
                 names = [p for p in root.iterdir() if p.name.startswith("autoevolve-")]
             except OSError:
@@ -354,9 +356,25 @@ class MemoryCgroup:
                     removed += not path.exists()
         return removed
 
+    @property
+    def paths(self) -> list[Path]:
+        """The cgroup directories a process of the tree enters (v1: memory and pids apart)."""
+        return [self.path] + ([self.pids] if self.pids and self.pids != self.path else [])
+
     def enter(self) -> None:
         """Move the calling process into the cgroup (from preexec_fn: before exec)."""
-        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+        for path in self.paths:
+            (path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def tasks_refused(self) -> bool:
+        """Whether the tree asked for more tasks (processes and threads) than MAX_TASKS."""
+        if self.pids is None:
+            return False
+        for line in _read(self.pids / "pids.events").splitlines():
+            key, _, value = line.partition(" ")
+            if key == "max" and value.strip().isdigit() and int(value) > 0:
+                return True
+        return False
 
     def oom_killed(self) -> bool:
         events = _read(self.path / ("memory.events" if self.v2 else "memory.oom_control"))
@@ -371,12 +389,33 @@ class MemoryCgroup:
         return int(text) if text.strip().isdigit() else None
 
     def remove(self) -> None:
-        for _ in range(50):                   # members may take a moment to be reaped
-            try:
-                self.path.rmdir()
-                return
-            except OSError:
-                time.sleep(0.05)
+        for path in reversed(self.paths):
+            for _ in range(50):               # members may take a moment to be reaped
+                try:
+                    path.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.05)
+
+
+MAX_TASKS = 1024     # processes and threads of one genome's tree (pids.max): an honest trainer
+                     # uses tens (torch's pools, a compile worker pool); adversary round 6 held
+                     # 1,800 (threads and setsid()ed children the session count missed), and
+                     # ~30,000 would take every pid of a host with the default pid_max
+
+
+def _task_limit(path: Path) -> Path | None:
+    """Bound the tasks of the cgroup at `path` (v2: the memory cgroup itself, where the pids
+    controller is enabled; v1: a pids cgroup of the same name, made here); None if impossible."""
+    try:
+        if not path.exists():
+            path.mkdir()
+        (path / "pids.max").write_text(str(MAX_TASKS))
+        return path
+    except OSError:
+        return None
 
 
 def _read(path: Path) -> str:

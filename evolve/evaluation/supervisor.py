@@ -187,6 +187,7 @@ class Supervisor(Outcome):
         sandbox.MemoryCgroup.sweep(_pid_alive)
         probe = sandbox.MemoryCgroup.create(f"autoevolve-{os.getpid()}-probe", memory_limit_bytes)
         self.cgroups = probe is not None
+        self.task_limit = probe is not None and probe.pids is not None
         if probe is not None:
             probe.remove()
         self.landlock = use_landlock and sandbox.landlock_abi() >= 1
@@ -204,6 +205,8 @@ class Supervisor(Outcome):
             layers.append("nocaps+seccomp")
         if self.cgroups:
             layers.append("memcg")
+        if self.task_limit:
+            layers.append("pids")
         self.sandbox_desc = "+".join(layers)
         self.trusted = {} if self.landlock else _snapshot(PACKAGE_ROOT)
         # Time before the first batch is not on the budget clock, so it is bounded by what
@@ -369,7 +372,8 @@ class Supervisor(Outcome):
                 try:
                     proc = zyg.spawn({"kind": "genome", "cwd": str(scratch), "env": env,
                                       "genome": "genome.py", "config": config,
-                                      "cgroup": str(cgroup.path) if cgroup is not None else None},
+                                      "cgroups": [str(p) for p in cgroup.paths]
+                                      if cgroup is not None else []},
                                      (fd, out_f.fileno(), err_f.fileno()))
                     allowance = self.forked_allowance
                 except OSError:
@@ -448,7 +452,8 @@ class Supervisor(Outcome):
                     killed_for = "pruned" if call.pruner.stop else None
             elif now >= next_check:
                 next_check = now + 0.5
-                if len(sandbox.session_members(proc.pid)) > sandbox.MAX_PROCS:
+                if len(sandbox.session_members(proc.pid)) > sandbox.MAX_PROCS or (
+                        cgroup is not None and cgroup.tasks_refused()):
                     killed_for = "procs"
                 elif _dir_size(scratch) > scratch_dirs.SCRATCH_LIMIT:
                     killed_for = "disk"
@@ -482,6 +487,8 @@ class Supervisor(Outcome):
                                 .strip().splitlines()[-15:])
         if cgroup is not None and cgroup.oom_killed() and killed_for is None:
             killed_for = "memory"
+        if cgroup is not None and cgroup.tasks_refused() and killed_for is None:
+            killed_for = "procs"                 # more tasks than pids.max: a fork bomb
         peak = cgroup.peak_bytes() if cgroup is not None else None
         if decision is not None:
             common = dict(common, pruned_at=decision.checkpoint, prune_bar=decision.bar)

@@ -139,8 +139,8 @@ def _child(request: dict, fds: list[int], zygote: int) -> None:
     (trusted: its own session at low priority). Never returns."""
     moved_stdio = False
     try:
-        if request.get("cgroup"):
-            with open(Path(request["cgroup"]) / "cgroup.procs", "w") as f:
+        for cgroup in request.get("cgroups") or ():
+            with open(Path(cgroup) / "cgroup.procs", "w") as f:
                 f.write(str(os.getpid()))
         if request["kind"] == "scorer":
             stdin, stdout, stderr = fds
