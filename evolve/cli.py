@@ -446,7 +446,7 @@ def cmd_bench(args) -> int:
                       file=sys.stderr)
                 return 1
             runs[(strategy, rng_seed)] = load_run(run_dir)
-    table, noise = summarize(runs)
+    table, noise = summarize(runs, cap=args.compute)
     for line in format_table(table, noise):
         print(line)
     plot(runs, out / "bench.png")

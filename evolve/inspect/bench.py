@@ -1,7 +1,7 @@
 """What `python -m evolve bench` prints and draws: strategies compared over their runs.
 
-For each strategy over its rng seeds (the runs of evolve.search.bench): the median and range of
-the best *confirmed* val_bpb (a genome scored OK twice: one lucky draw is not a result), the
+For each strategy over its rng seeds (the runs of evolve.search.bench), each run taken at the
+compute cap: the median and range of the best *confirmed* val_bpb (a genome scored OK twice: one lucky draw is not a result), the
 evaluations spent, and the compute each run needed to reach the hill-climbing median (NaN:
 never); the pooled noise floor of all runs, which says how far apart two medians must be to
 mean anything; and bench.png, the best confirmed val_bpb so far against compute (median and
@@ -23,9 +23,12 @@ def best_so_far(run) -> pd.DataFrame:
     """compute_s (cumulative evaluation seconds) and best (the lowest mean val_bpb among genomes
     scored OK at least twice so far), one row per evaluation in the order they finished."""
     ev = run.evals[run.evals.kind.isin(("eval", "confirm"))].sort_values("finished_at")
+    took = ev.finished_at - ev.started_at
+    if pd.api.types.is_timedelta64_dtype(took):        # load_run gives datetimes
+        took = took.dt.total_seconds()
     spent, scores, rows, best = 0.0, {}, [], math.nan
-    for e in ev.itertuples():
-        spent += max(0.0, e.finished_at - e.started_at)
+    for e, secs in zip(ev.itertuples(), took):
+        spent += max(0.0, float(secs))
         if e.status == "ok" and e.val_bpb == e.val_bpb:
             scores.setdefault(e.genome_id, []).append(float(e.val_bpb))
             if len(scores[e.genome_id]) >= 2:
@@ -35,10 +38,15 @@ def best_so_far(run) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["compute_s", "best"])
 
 
-def summarize(runs: dict[tuple[str, int], object]) -> tuple[pd.DataFrame, float | None]:
+def summarize(runs: dict[tuple[str, int], object],
+              cap: float | None = None) -> tuple[pd.DataFrame, float | None]:
     """(one row per strategy: runs, median_best, min_best, max_best, evaluations (median),
-    compute_to_hillclimb (median seconds to reach hill-climbing's median best), pooled noise)."""
+    compute_to_hillclimb (median seconds to reach hill-climbing's median best), pooled noise),
+    each run taken at `cap` seconds of compute: a run checks its cap only between generations,
+    so it may have gone on past it, and what it found after does not count."""
     curves = {k: best_so_far(r) for k, r in runs.items()}
+    if cap is not None:
+        curves = {k: c[c.compute_s <= cap] for k, c in curves.items()}
     final = {k: (c.best.iloc[-1] if len(c) else math.nan) for k, c in curves.items()}
     hill = [b for (s, _), b in final.items() if s == "hillclimb" and b == b]
     target = float(np.median(hill)) if hill else math.nan
@@ -50,7 +58,7 @@ def summarize(runs: dict[tuple[str, int], object]) -> tuple[pd.DataFrame, float 
         for k in keys:
             hit = curves[k][curves[k].best <= target] if target == target else curves[k][:0]
             reach.append(float(hit.compute_s.iloc[0]) if len(hit) else math.nan)
-        n_evals = [int((runs[k].evals.kind.isin(("eval", "confirm"))).sum()) for k in keys]
+        n_evals = [len(curves[k]) for k in keys]
         rows.append({"strategy": strategy, "runs": len(keys),
                      "median_best": float(np.median(best)) if best else math.nan,
                      "min_best": min(best) if best else math.nan,

@@ -48,3 +48,18 @@ def test_the_summary_and_the_figure(tmp_path):
     assert "hillclimb" in text and "1.95000" in text and "noise floor" in text
     compare.plot(runs, tmp_path / "bench.png")
     check_png(tmp_path / "bench.png")
+
+
+def test_real_runs_and_the_compute_cap(small_run_dir):
+    """load_run gives datetimes; each run is taken at the cap (it checks it between generations
+    only, so it may have gone on)."""
+    from evolve.inspect.run import load_run
+
+    run = load_run(small_run_dir)
+    c = compare.best_so_far(run)
+    assert len(c) == int(run.evals.kind.isin(("eval", "confirm")).sum()) > 0
+    assert (c.compute_s.diff().dropna() >= 0).all() and c.compute_s.iloc[-1] > 0
+    runs = {("evolve", 0): run, ("hillclimb", 0): run}
+    whole, _ = compare.summarize(runs)
+    cut, _ = compare.summarize(runs, cap=float(c.compute_s.iloc[0]))
+    assert (cut.evaluations == 1).all() and (whole.evaluations == len(c)).all()
