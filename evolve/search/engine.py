@@ -206,22 +206,29 @@ class Engine:
         return bandit.credit(list(MUTATIONS), children, noise_floor_of(self.archive))
 
     def front(self) -> list[str]:
-        """The Pareto front over (mean val_bpb down, mean tokens/s up) of every scored genome."""
-        scored = self.scored(self.archive.genome_ids())
-        pts = {g: (self.stats(g).bpb, self.stats(g).tps or 0.0) for g in scored}
+        """The Pareto front over (mean val_bpb down, mean tokens/s up) of the scored genomes
+        whose throughput was measured (as run.df's on_front)."""
+        scored = [g for g in self.scored(self.archive.genome_ids()) if self.stats(g).tps]
+        pts = {g: (self.stats(g).bpb, self.stats(g).tps) for g in scored}
         return [g for g in scored if not any(
             (o[0] <= pts[g][0] and o[1] >= pts[g][1] and o != pts[g]) for o in pts.values())]
 
-    def _mutation_name(self, rng: random.Random, arms) -> str | None:
+    def _drawn(self, arms) -> bool:
+        """Whether mutations are drawn by weights or the bandit (else uniformly by genome)."""
+        return bool(self.config.operator_weights) or (self.config.bandit and bool(arms))
+
+    def _mutation_name(self, rng: random.Random, arms, exclude=frozenset()) -> str | None:
+        """The next mutation to try, by --operator-weights when given (only those with a weight
+        above 0), else by the bandit; `exclude`: drawn already and not applicable to this
+        parent. None when nothing is left."""
         from evolve.search import bandit
 
-        weights = dict(self.config.operator_weights)
-        if not weights:
-            if self.config.bandit and arms:
-                return bandit.choose(arms, rng)
-            return None                      # genome.operators picks uniformly among applicable
-        names = [n for n, w in weights.items() if w > 0]
-        return rng.choices(names, [weights[n] for n in names])[0] if names else None
+        if self.config.operator_weights:
+            weights = {n: w for n, w in self.config.operator_weights if w > 0 and n not in exclude}
+            names = list(weights)
+            return rng.choices(names, [weights[n] for n in names])[0] if names else None
+        left = [a for a in arms if a.name not in exclude]
+        return bandit.choose(left, rng) if left else None
 
     def _trials(self) -> list:
         """Every scored genome as a tune trial (source, mean val_bpb), oldest first."""
@@ -236,12 +243,20 @@ class Engine:
 
         if len(parents) == 2:
             name, res = cross(parents[0], parents[1], rng)
+        elif not self._drawn(arms):
+            name, res = mutate(parents[0], rng, trials=trials)     # uniform among applicable
         else:
-            chosen = self._mutation_name(rng, arms)
-            name, res = mutate(parents[0], rng, chosen, trials=trials)
-            if not res.applied and chosen is not None:
-                name, res = mutate(parents[0], rng, trials=trials)   # the chosen one did not apply
-        if not res.applied:
+            # A drawn operator that does not apply to this parent passes the draw on to the
+            # others, by the same rule: never to an operator the weights or the bandit would not
+            # choose (the ablation without tune must not get tune children this way).
+            tried: set[str] = set()
+            res = None
+            while (chosen := self._mutation_name(rng, arms, tried)) is not None:
+                name, res = mutate(parents[0], rng, chosen, trials=trials)
+                if res.applied:
+                    break
+                tried.add(chosen)
+        if res is None or not res.applied:
             return None
         return Genome.child(res.child, parents, operator=name, description=res.description)
 
