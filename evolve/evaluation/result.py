@@ -71,6 +71,7 @@ class EvalResult:
                                              # PRUNED, else (shadow mode) it ran on
     prune_bar: float | None = None           # the loss it was above there (the references' worst
                                              # times 1 + margin)
+    pruner: str = ""                         # "on" or "shadow" when a pruner judged the run
     device: str = ""                         # "cpu", "cuda" or the GPU's name
     sandbox: str = ""                        # which isolation layers were active
     fingerprint: str = ""                    # data + tokenizer + task constants; never compare across

@@ -490,6 +490,8 @@ class Supervisor(Outcome):
         if cgroup is not None and cgroup.tasks_refused() and killed_for is None:
             killed_for = "procs"                 # more tasks than pids.max: a fork bomb
         peak = cgroup.peak_bytes() if cgroup is not None else None
+        if call.pruner is not None:
+            common = dict(common, pruner="on" if call.pruner.stop else "shadow")
         if decision is not None:
             common = dict(common, pruned_at=decision.checkpoint, prune_bar=decision.bar)
         return self._classify(scratch, feeder, killed_for, status_word, rusage, allowance,

@@ -1,9 +1,10 @@
 """What pruning did, or would have done, to a run: `python -m evolve prune-report RUN`.
 
-A run made with `--prune shadow` or `--prune on` holds the pruner's own decisions: each first
-evaluation's `pruned_at` (the checkpoint where the supervisor's pruner said stop, judged live
-against the references of its generation's start). For any other run (`--prune off`, or made
-before pruning was live) the decisions are replayed from the archive: each first evaluation, in
+An evaluation judged by a live pruner (`--prune shadow` or `on`; its `pruner` column says which)
+holds the pruner's own decision: `pruned_at`, the checkpoint where the supervisor's pruner said
+stop, judged live against the references of its generation's start. Every other evaluation
+(`--prune off`, before references existed, a run made before pruning was live, or the part of
+a run resumed in another mode) is replayed from the archive: each first evaluation, in
 the order it started, is judged by the same rule (evolve.search.pruning) at every checkpoint,
 against what was scored before it started. The report gives, for the checkpoints:
 
@@ -37,8 +38,21 @@ def curves_by_eval(run) -> dict[int, list[tuple[float, float]]]:
 
 
 def recorded(run) -> bool:
-    """Whether the run's evaluations carry the live pruner's decisions."""
-    return run.meta.get("config", {}).get("prune", "off") in ("shadow", "on")
+    """Whether some of the run's evaluations carry a live pruner's decisions."""
+    return _marks(run) or run.meta.get("config", {}).get("prune", "off") in ("shadow", "on")
+
+
+def _judged_live(run, e) -> bool:
+    """Whether this evaluation was judged by a live pruner (its decision is in the archive);
+    else it is replayed. A run resumed in another mode mixes both."""
+    mark = getattr(e, "pruner", None)
+    if isinstance(mark, str) and mark:
+        return True
+    return not _marks(run) and run.meta.get("config", {}).get("prune", "off") in ("shadow", "on")
+
+
+def _marks(run) -> bool:
+    return "pruner" in run.evals and run.evals.pruner.fillna("").astype(str).str.len().gt(0).any()
 
 
 def shadow(run, checkpoints=CHECKPOINTS, margin: float = MARGIN) -> pd.DataFrame:
@@ -50,12 +64,11 @@ def shadow(run, checkpoints=CHECKPOINTS, margin: float = MARGIN) -> pd.DataFrame
     evals = run.evals[run.evals.kind == "eval"].sort_values("started_at")
     parents = {g: (p[0] if len(p) else None) for g, p in zip(run.df.genome_id, run.df.parent_ids)}
     done = run.evals[(run.evals.status == "ok") & run.evals.kind.isin(("eval", "confirm"))]
-    live = recorded(run)
     rows = []
     for e in evals.itertuples():
         curve = curves.get(int(e.eval_id), [])
         parent = parents.get(e.genome_id)
-        if live:
+        if _judged_live(run, e):
             at = getattr(e, "pruned_at", math.nan)
             at = math.nan if at is None else float(at)
             bar = getattr(e, "prune_bar", math.nan)

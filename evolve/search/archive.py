@@ -37,7 +37,7 @@ _EVAL_COLUMNS = ("status", "reason", "val_bpb", "tokens_per_sec", "training_seco
                  "total_seconds", "startup_seconds", "scoring_seconds", "peak_memory_mb",
                  "num_params", "mfu", "tokens", "exit_code", "signal", "stderr_tail", "losses",
                  "device", "sandbox", "fingerprint", "model_tokens_per_sec", "device_memory_mb",
-                 "curve", "pruned_at", "prune_bar")
+                 "curve", "pruned_at", "prune_bar", "pruner")
 
 
 def _column_type(name: str) -> str:

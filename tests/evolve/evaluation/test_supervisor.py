@@ -56,6 +56,7 @@ def test_a_shadow_pruner_records_its_decision_and_never_stops_the_run(supervisor
     r = supervisor.evaluate(CHATTY, pruner=Pruner.of([LOW], stop=False))
     assert r.status is Status.OK and r.val_bpb is not None, r.summary()
     assert r.pruned_at in (0.2, 0.4, 0.6) and r.prune_bar == pytest.approx(0.01 * 1.05)
+    assert r.pruner == "shadow"
     assert max(p for p, _ in r.curve) > 0.9                      # it trained to the end
 
 
@@ -64,7 +65,7 @@ def test_a_pruner_that_stops_ends_the_run_at_its_checkpoint(supervisor):
 
     budget = supervisor.task.budget_s
     r = supervisor.evaluate(CHATTY, pruner=Pruner.of([LOW], stop=True))
-    assert r.status is Status.PRUNED and r.val_bpb is None, r.summary()
+    assert r.status is Status.PRUNED and r.val_bpb is None and r.pruner == "on", r.summary()
     assert r.pruned_at in (0.2, 0.4, 0.6) and f"{100 * r.pruned_at:.0f} % of the budget" in r.reason
     # stopped by the supervisor's clock at the checkpoint (plus its 50 ms poll), the scorer
     # never run; the partial curve is kept

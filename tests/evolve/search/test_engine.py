@@ -161,18 +161,19 @@ class _Pruning:
             int(hashlib.sha256(source.encode()).hexdigest(), 16) % 2 == 1
         curve = [(p / 20, 6.0 - 3.0 * p / 20 + (2.0 if hopeless else 0.0)) for p in range(1, 21)]
         self.calls.append((source, pruner))
+        mark = {"pruner": ("on" if pruner.stop else "shadow")} if pruner else {}
         for c in (pruner.checkpoints if pruner else ()):
             d = pruner.decide([pt for pt in curve if pt[0] <= c], c)
             if d.prune and pruner.stop:
                 return make_result(Status.PRUNED, reason="pruned", pruned_at=c, prune_bar=d.bar,
                                    curve=tuple(pt for pt in curve if pt[0] <= c),
-                                   training_seconds=10.0 * c)
+                                   training_seconds=10.0 * c, **mark)
             if d.prune:
                 return make_result(Status.OK, val_bpb=curve[-1][1], tokens_per_sec=1000.0,
                                    curve=tuple(curve), pruned_at=c, prune_bar=d.bar,
-                                   training_seconds=10.0)
+                                   training_seconds=10.0, **mark)
         return make_result(Status.OK, val_bpb=curve[-1][1], tokens_per_sec=1000.0,
-                           curve=tuple(curve), training_seconds=10.0)
+                           curve=tuple(curve), training_seconds=10.0, **mark)
 
 
 @pytest.mark.parametrize("mode", ["on", "shadow", "off"])
@@ -286,3 +287,42 @@ def test_a_run_stops_when_its_evaluations_spent_the_compute_budget(tmp_path):
     assert engine.archive.compute_seconds() > 0
     assert logs[-1].startswith("stopping: the evaluations took") and "--compute" in logs[-1]
     assert EngineConfig(compute_s=0.0).problem() == "--compute must be a positive number of seconds"
+
+
+def test_a_drawn_operator_that_does_not_apply_passes_the_draw_on_by_the_same_weights(tmp_path):
+    """`bool` never applies to tiny.py: with weights bool=1, constant=1 every child is a
+    `constant` one. (The fallback used to draw among every operator: the evolve-plain ablation,
+    weighted without tune, got tune children that way.)"""
+    config = EngineConfig(population=8, generations=1, prune="off", crossover_prob=0.0,
+                          operator_weights=(("bool", 1.0), ("constant", 1.0)))
+    engine = make_engine(tmp_path / "run", _Pruning(), config, [])
+    assert engine.run() == 0
+    ops = {op for (op,) in engine.archive.conn.execute(
+        "SELECT operator FROM genomes WHERE operator != 'seed'")}
+    assert ops == {"constant"}, ops
+
+
+def test_a_run_resumed_in_another_pruning_mode_is_reported_per_evaluation(tmp_path):
+    """--prune off for two generations, then resumed with --prune shadow: prune-report reads
+    the live decisions of what a pruner judged and replays the rest."""
+    from evolve.inspect.prune_report import recorded, shadow
+
+    sup = _Pruning()
+    assert make_engine(tmp_path / "run", sup, EngineConfig(population=6, generations=1,
+                                                           prune="off"), []).run() == 0
+    assert not recorded(load_run(tmp_path / "run"))
+    engine = make_engine(tmp_path / "run", sup, EngineConfig(population=6, generations=2,
+                                                             prune="shadow"), [])
+    engine.archive.set_meta("config", engine.config.to_dict())     # as the CLI does on resume
+    assert engine.run() == 0
+    run = load_run(tmp_path / "run")
+    assert recorded(run)
+    ev = run.evals[run.evals.kind == "eval"].set_index("eval_id")
+    live = ev[ev.pruner == "shadow"]
+    assert len(live) and set(live.generation) == {2}
+    table = shadow(run).set_index("eval_id")
+    for i in live.index:                                  # the pruner's own decisions
+        a, b = table.loc[i, "pruned_at"], live.loc[i, "pruned_at"]
+        assert (a != a and b != b) or a == b
+    assert table.loc[live.index, "references"].isna().all()
+    assert table.loc[ev[ev.generation < 2].index, "references"].notna().all()   # replayed
