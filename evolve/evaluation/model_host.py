@@ -181,16 +181,18 @@ def _autocast(device: str, dtype: str):
 
 
 def _embedding_params(program) -> set[str]:
-    """Parameters the graph uses as embedding tables (aten.embedding's weight): looked up, not
-    multiplied, so MFU leaves them out, as autoresearch counts."""
+    """Parameters the graph uses only as embedding tables (aten.embedding's weight): looked up,
+    not multiplied, so MFU leaves them out, as autoresearch counts (a table tied to the output
+    layer is also multiplied, and stays in)."""
     import torch
 
     to_param = program.graph_signature.inputs_to_parameters
     out = set()
     for node in program.graph.nodes:
-        if node.op == "call_function" and node.target is torch.ops.aten.embedding.default \
-                and node.args and getattr(node.args[0], "name", None) in to_param:
-            out.add(to_param[node.args[0].name])
+        if node.op == "placeholder" and node.name in to_param and node.users and all(
+                u.op == "call_function" and u.target is torch.ops.aten.embedding.default
+                and u.args and u.args[0] is node for u in node.users):
+            out.add(to_param[node.name])
     return out
 
 

@@ -409,12 +409,19 @@ MAX_TASKS = 1024     # processes and threads of one genome's tree (pids.max): an
 def _task_limit(path: Path) -> Path | None:
     """Bound the tasks of the cgroup at `path` (v2: the memory cgroup itself, where the pids
     controller is enabled; v1: a pids cgroup of the same name, made here); None if impossible."""
+    made = False
     try:
         if not path.exists():
             path.mkdir()
+            made = True
         (path / "pids.max").write_text(str(MAX_TASKS))
         return path
     except OSError:
+        if made:
+            try:
+                path.rmdir()
+            except OSError:
+                pass
         return None
 
 

@@ -8,7 +8,7 @@ Figures are built on matplotlib's object API and rendered with the Agg canvas: n
 no window, safe in the engine's thread. matplotlib is imported inside the functions, so
 importing this module does not load it. What is drawn comes from evolve.inspect.tables.
 
-What it does not do: write files (evolve.inspect.report and evolve.search.bench do), change the
+What it does not do: write files (evolve.inspect.report and evolve.inspect.bench do), change the
 archive, or decide anything (the engine does).
 """
 

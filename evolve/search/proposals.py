@@ -55,6 +55,7 @@ def prompt_context(archive, program: str) -> PromptContext:
             parent = (first[gid][1] or [None])[0]
             failures.append((desc, status, reason or "",
                              pruned_curves(json.loads(curve or "[]"), curves.get(parent))))
+            last_failure[gid] = f"pruned: {reason or ''}".strip()
         else:
             failures.append((desc, status, reason or "", tail or ""))
             last_failure[gid] = f"{status}: {reason or ''}".strip()
