@@ -82,7 +82,8 @@ def shadow(run, checkpoints=CHECKPOINTS, margin: float = MARGIN) -> pd.DataFrame
             best = before.groupby("genome_id").val_bpb.mean().idxmin() if len(before) else None
             refs = references([(curves.get(i, []), b) for i, g, b in pairs if g == parent],
                               [(curves.get(i, []), b) for i, g, b in pairs if g == best],
-                              [(curves.get(i, []), b) for i, _, b in pairs], checkpoints)
+                              [(curves.get(i, []), b) for i, _, b in pairs], checkpoints,
+                              owners=[g for _, g, _ in pairs])
             d = first_prune(curve, refs, checkpoints, margin)
             row = dict(pruned_at=d.checkpoint if d else math.nan,
                        loss=d.loss if d else math.nan, bar=d.bar if d else math.nan,

@@ -133,7 +133,8 @@ def complete(curve: Curve, checkpoints: Sequence[float] = CHECKPOINTS) -> bool:
 def references(parent: Sequence[tuple[Curve, float | None]],
                best: Sequence[tuple[Curve, float | None]],
                done: Sequence[tuple[Curve, float | None]],
-               checkpoints: Sequence[float] = CHECKPOINTS) -> list[Curve]:
+               checkpoints: Sequence[float] = CHECKPOINTS,
+               owners: Sequence[str] | None = None) -> list[Curve]:
     """The reference curves for a run, from (curve, val_bpb) pairs scored before it started:
     its parent's evaluations, the best genome's, and every scored evaluation of the run (`done`).
     Only complete curves (reports near every checkpoint and the end) say what is typical and
@@ -142,8 +143,15 @@ def references(parent: Sequence[tuple[Curve, float | None]],
     docstring). And nothing is judged when the parent or the best genome has scored
     evaluations but no credible curve: the bar is the worst reference, so leaving one out can
     only lower it (adversary round 6 made an honest parent's curve look atypical with forged
-    curves, and its honest child was pruned against theirs)."""
-    whole = [(c, b) for c, b in done if complete(c, checkpoints)]
+    curves, and its honest child was pruned against theirs). With `owners` (the genome of each
+    `done` entry) a genome votes once, with its first complete curve: adversary round 7's
+    genome and its own confirmation were two of three votes, and set the median to its lie."""
+    whole, voted = [], set()
+    for i, (c, b) in enumerate(done):
+        who = owners[i] if owners is not None else i
+        if complete(c, checkpoints) and who not in voted:
+            voted.add(who)
+            whole.append((c, b))
     ratios = sorted(r for r in (end_ratio(c, b) for c, b in whole) if r is not None)
     typical = ratios[len(ratios) // 2] if len(ratios) >= MIN_RUNS else None
     population = [c for c, b in whole if credible(c, b, typical, checkpoints)]

@@ -133,3 +133,27 @@ def test_forged_curves_cannot_get_an_honest_child_pruned_by_discrediting_its_par
     honest = [parent, (parent[0], 2.95), ([(p, x + 0.05) for p, x in parent[0]], 2.97)]
     refs = references([parent], [parent], honest, cps)
     assert Pruner.of(refs, stop=True).decide([(0.2, 9.9)], 0.2).prune
+
+
+def test_a_genome_votes_once_however_often_it_was_evaluated():
+    """Adversary round 7 (tests/fixtures/adversarial/prune_sybil.py): a genome that trains
+    honestly but claims 0.5 throughout, and its confirmation, were two of three complete curves;
+    the median became 0.5, and its honest child (6.48 at 20 %) was pruned. One vote per genome."""
+    from evolve.search.pruning import Pruner, references
+
+    cps = (0.2, 0.4, 0.6)
+    liar = ([(p / 40, 0.5) for p in range(1, 41)], 2.471)
+    honest = ([(p / 20, 7.5 - 1.5 * p / 20) for p in range(1, 21)], 2.4205)
+    child = [(0.15, 6.6), (0.2, 6.48)]
+    done = [liar, honest, liar]
+    refs = references([liar], [liar], done, cps, owners=["A", "H", "A"])
+    assert Pruner.of(refs, stop=True) is None                   # two genomes: too few to judge
+    # without owners every evaluation votes, as before: the capture the fix closes
+    captured = Pruner.of(references([liar], [liar], done, cps), stop=True)
+    assert captured is not None and captured.decide(child, 0.2).prune
+    # with three honest genomes the liar is outvoted: the median bar protects the child
+    others = [([(p, x + d) for p, x in honest[0]], 2.42 + d / 10) for d in (0.05, 0.1)]
+    refs = references([liar], [liar], [liar, honest, liar, *others], cps,
+                      owners=["A", "H", "A", "H2", "H3"])
+    pruner = Pruner.of(refs, stop=True)
+    assert pruner is None or not pruner.decide(child, 0.2).prune
