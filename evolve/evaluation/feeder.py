@@ -25,6 +25,8 @@ FILE_LIMIT = 4 * 2 ** 30             # largest single file (RLIMIT_FSIZE); also 
 FIRST_STEP_ROWS = 256                # rows in the first batches whose overrun is charged
 
 
+MAX_REPORTS = 2000      # losses kept per run; past it every other one is dropped, and so on
+
 class Feeder(threading.Thread):
     """Serves batches to the genome and records what the harness reports."""
 
@@ -45,6 +47,8 @@ class Feeder(threading.Thread):
         self.device_mem_mb: float | None = None
         self.losses: list[tuple[int, float]] = []
         self.curve: list[tuple[float, float]] = []   # (progress by this clock, loss) per report
+        self._keep_every = 1                  # reports kept: one in this many (see MAX_REPORTS)
+        self._reports = 0
         self.served: list[float] = []         # monotonic times at which batches were handed out
         self.weights: tuple[bytes, Path] | None = None    # (JSON header, file of tensor data)
         self.weights_bytes = 0                # size of that data
@@ -81,9 +85,15 @@ class Feeder(threading.Thread):
                         if len(self.served) < 1_000_000:
                             self.served.append(now)
                         self.sock.sendall(channel.REPLY.pack(b"D", rows, T + 1, t0) + batch.tobytes())
-                elif tag == b"L" and len(self.losses) < 2000:
+                elif tag == b"L":
                     step, loss = fields
-                    if math.isfinite(loss):
+                    self._reports += 1
+                    if len(self.losses) >= MAX_REPORTS:
+                        # Thinned, not cut: a genome logging every step kept only its first
+                        # 2,000 reports, and its curve lost the checkpoints after them.
+                        self.losses, self.curve = self.losses[::2], self.curve[::2]
+                        self._keep_every *= 2
+                    if math.isfinite(loss) and (self._reports - 1) % self._keep_every == 0:
                         self.losses.append((int(step), float(loss)))
                         # The loss is the genome's claim; where it falls in the budget is ours.
                         t0 = self.t0

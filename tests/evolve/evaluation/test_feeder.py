@@ -30,3 +30,27 @@ def test_a_chosen_long_median_step_and_a_padded_snapshot_buy_little():
 
 def test_fewer_than_three_gaps_give_no_step_term():
     assert feeder(10.0, [0.0, 1.0, 2.0]).overtime_allowance(0) == pytest.approx(0.1 + 0.5)
+
+
+def test_a_long_run_of_reports_is_thinned_not_cut():
+    """Adversary round 7 (from reading): a genome logging every step past 2,000 steps lost its
+    later reports, so its curve had no checkpoints after them. Now every other one is dropped
+    each time the store is full: 5,000 reports keep the whole span, in order."""
+    import socket
+
+    from evolve.evaluation import channel
+    from evolve.evaluation.feeder import MAX_REPORTS
+
+    ours, theirs = socket.socketpair()
+    f = Feeder(ours, None, small_task(budget_s=10.0))
+    f.t0 = 0.0
+    f.start()
+    for step in range(5000):
+        theirs.sendall(channel.LOSS.pack(b"L", step, 7.0 - step / 1000))
+    theirs.close()
+    f.join(timeout=30)
+    assert not f.is_alive()
+    steps = [s for s, _ in f.losses]
+    assert MAX_REPORTS // 2 <= len(steps) <= MAX_REPORTS and len(f.curve) == len(steps)
+    assert steps[0] == 0 and steps[-1] >= 4990 - 4 and steps == sorted(steps)
+    assert len(set(b - a for a, b in zip(steps, steps[1:]))) == 1          # evenly spaced
