@@ -143,7 +143,7 @@ class Run:
         """The operator bandit as the engine sees it now (evolve.search.bandit): per mutation
         operator, its evaluated children, successes (beat the first parent by more than the
         noise floor, or on the front), failures, success_rate and probability (how often the
-        bandit would draw it next; uniform when the run draws without it: --no-bandit or
+        bandit would draw it first, before a parent it does not apply to passes the draw on; uniform when the run draws without it: --no-bandit or
         --operator-weights)."""
         from genome.operators import MUTATIONS
 

@@ -392,8 +392,10 @@ class Engine:
 
         if not ids:
             return []
-        jobs = [(g, self.archive.genome(g).source, self._pruner(g) if kind == "eval" else None)
-                for g in ids]
+        done = self.archive.scored_curves() if kind == "eval" and self.config.prune != "off" \
+            else None                            # read once for the whole generation's pruners
+        jobs = [(g, self.archive.genome(g).source, self._pruner(g, done) if done is not None
+                 else None) for g in ids]
         mode = "bar" if self.show_progress else "lines" if self.progress_lines else None
         shown = EvalProgress(already + len(jobs), f"gen {generation} {kind}", self.log, mode,
                              heartbeat_s=self.heartbeat_s, done=already)
@@ -414,14 +416,11 @@ class Engine:
             shown.close()
         return out
 
-    def _pruner(self, gid: str) -> Pruner | None:
+    def _pruner(self, gid: str, done: list) -> Pruner | None:
         """The pruner for a first evaluation of `gid` (a confirmation or replay is never
         pruned): references from what was scored before its generation started (its parent, the
-        best genome by mean val_bpb, the run's median), or None with --prune off or nothing to
-        judge by yet."""
-        if self.config.prune == "off":
-            return None
-        done = self.archive.scored_curves()
+        best genome by mean val_bpb, the run's median), or None with nothing to
+        judge by yet. `done`: the archive's scored_curves()."""
         parents = self.archive.genome(gid).parents
         scored = self.scored(g for g, _, _ in done)
         best = min(scored, key=lambda g: self.stats(g).bpb) if scored else None
