@@ -87,7 +87,7 @@ class Feeder(threading.Thread):
                         self.sock.sendall(channel.REPLY.pack(b"D", rows, T + 1, t0) + batch.tobytes())
                 elif tag == b"L":
                     step, loss = fields
-                    self._reports += 1
+                    self._reports += math.isfinite(loss)   # thinning keeps an even spacing
                     if len(self.losses) >= MAX_REPORTS:
                         # Thinned, not cut: a genome logging every step kept only its first
                         # 2,000 reports, and its curve lost the checkpoints after them.

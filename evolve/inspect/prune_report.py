@@ -83,7 +83,7 @@ def shadow(run, checkpoints=CHECKPOINTS, margin: float = MARGIN) -> pd.DataFrame
             refs = references([(curves.get(i, []), b) for i, g, b in pairs if g == parent],
                               [(curves.get(i, []), b) for i, g, b in pairs if g == best],
                               [(curves.get(i, []), b) for i, _, b in pairs], checkpoints,
-                              owners=[g for _, g, _ in pairs])
+                              owners=[g for _, g, _ in pairs], named={parent, best} - {None})
             d = first_prune(curve, refs, checkpoints, margin)
             row = dict(pruned_at=d.checkpoint if d else math.nan,
                        loss=d.loss if d else math.nan, bar=d.bar if d else math.nan,

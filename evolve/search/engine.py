@@ -426,7 +426,8 @@ class Engine:
         best = min(scored, key=lambda g: self.stats(g).bpb) if scored else None
         refs = references([(c, b) for g, c, b in done if parents and g == parents[0]],
                           [(c, b) for g, c, b in done if g == best],
-                          [(c, b) for _, c, b in done], owners=[g for g, _, _ in done])
+                          [(c, b) for _, c, b in done], owners=[g for g, _, _ in done],
+                          named={parents[0], best} - {None} if parents else {best} - {None})
         return Pruner.of(refs, stop=self.config.prune == "on")
 
     def _confirm(self, planned: list[str], generation: int) -> list[EvalResult]:

@@ -35,7 +35,7 @@ evolve.inspect.prune_report).
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Collection, Sequence
 
 CHECKPOINTS = (0.2, 0.4, 0.6)   # shares of the budget at which a run is judged
 WINDOW = 0.1                    # losses reported in (checkpoint - WINDOW, checkpoint] are averaged
@@ -134,7 +134,8 @@ def references(parent: Sequence[tuple[Curve, float | None]],
                best: Sequence[tuple[Curve, float | None]],
                done: Sequence[tuple[Curve, float | None]],
                checkpoints: Sequence[float] = CHECKPOINTS,
-               owners: Sequence[str] | None = None) -> list[Curve]:
+               owners: Sequence[str] | None = None,
+               named: Collection[str] = ()) -> list[Curve]:
     """The reference curves for a run, from (curve, val_bpb) pairs scored before it started:
     its parent's evaluations, the best genome's, and every scored evaluation of the run (`done`).
     Only complete curves (reports near every checkpoint and the end) say what is typical and
@@ -145,13 +146,18 @@ def references(parent: Sequence[tuple[Curve, float | None]],
     only lower it (adversary round 6 made an honest parent's curve look atypical with forged
     curves, and its honest child was pruned against theirs). With `owners` (the genome of each
     `done` entry) a genome votes once, with its first complete curve: adversary round 7's
-    genome and its own confirmation were two of three votes, and set the median to its lie."""
-    whole, voted = [], set()
+    genome and its own confirmation were two of three votes, and set the median to its lie.
+    `named` (owners of the parent and the best genome) are left out of the median curve, which
+    must come from others: they are references already, and a credible low curve of theirs also
+    pulled the median down a place (adversary round 8)."""
+    whole, others, voted = [], [], set()
     for i, (c, b) in enumerate(done):
         who = owners[i] if owners is not None else i
         if complete(c, checkpoints) and who not in voted:
             voted.add(who)
             whole.append((c, b))
+            if who not in named:
+                others.append((c, b))
     ratios = sorted(r for r in (end_ratio(c, b) for c, b in whole) if r is not None)
     typical = ratios[len(ratios) // 2] if len(ratios) >= MIN_RUNS else None
     population = [c for c, b in whole if credible(c, b, typical, checkpoints)]
@@ -165,8 +171,11 @@ def references(parent: Sequence[tuple[Curve, float | None]],
         for c in mine:
             if list(c) not in [list(r) for r in refs]:
                 refs.append(c)
+    median = [c for c, b in others if credible(c, b, typical, checkpoints)]
+    if refs and not median:
+        return []                      # nothing but the references themselves to compare with
     if refs:
-        refs.append(median_curve(population, checkpoints))
+        refs.append(median_curve(median, checkpoints))
     return refs
 
 

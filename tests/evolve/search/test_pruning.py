@@ -157,3 +157,23 @@ def test_a_genome_votes_once_however_often_it_was_evaluated():
                       owners=["A", "H", "A", "H2", "H3"])
     pruner = Pruner.of(refs, stop=True)
     assert pruner is None or not pruner.decide(child, 0.2).prune
+
+
+def test_the_parent_and_the_best_do_not_vote_in_the_median():
+    """Adversary round 8: a genome that is both parent and best, lying low but credibly
+    (1.7 at every checkpoint, 1.8 at its end), was a reference and also pulled the median
+    down a place, so its honest child (6.7 at 20 %) was pruned against a bar of 6.3."""
+    from evolve.search.pruning import Pruner, references
+
+    cps = (0.2, 0.4, 0.6)
+
+    def honest(at20):
+        return ([(0.2, at20), (0.4, at20 - 1), (0.6, at20 - 1.5), (0.95, 3.5)], 1.2)
+    liar = ([(0.2, 1.7), (0.4, 1.7), (0.6, 1.7), (0.95, 1.8)], 1.15)
+    done = [honest(5), honest(6), honest(7), honest(8), liar]
+    owners = ["h1", "h2", "h3", "h4", "A"]
+    child = [(0.15, 6.8), (0.2, 6.7)]
+    captured = Pruner.of(references([liar], [liar], done, cps, owners=owners), stop=True)
+    assert captured.decide(child, 0.2).prune                     # the old counting
+    refs = references([liar], [liar], done, cps, owners=owners, named={"A"})
+    assert not Pruner.of(refs, stop=True).decide(child, 0.2).prune
