@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from evolve.evaluation import sandbox, verdict
+from evolve.evaluation import cgroups, sandbox, verdict
 from evolve.evaluation import scratch as scratch_dirs
 from evolve.evaluation.feeder import FILE_LIMIT
 from evolve.evaluation.result import EvalResult, Status, finite_or_none, make_result
@@ -99,7 +99,7 @@ class Outcome:
                                     "reached: the kernel killed the genome's process tree")
         if killed_for == "procs":
             return done(Status.CRASH, f"more than {sandbox.MAX_PROCS} processes, or "
-                        f"{sandbox.MAX_TASKS} processes and threads (fork bomb); tree killed")
+                        f"{cgroups.MAX_TASKS} processes and threads (fork bomb); tree killed")
         if killed_for == "disk":
             return done(Status.CRASH, f"wrote more than {scratch_dirs.SCRATCH_LIMIT >> 30} GiB or "
                                       f"{scratch_dirs.MAX_SCRATCH_ENTRIES:,} files and directories in scratch, "

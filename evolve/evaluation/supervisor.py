@@ -42,7 +42,7 @@ from typing import Callable
 
 import numpy as np
 
-from evolve.evaluation import sandbox, verdict, zygote
+from evolve.evaluation import cgroups, sandbox, verdict, zygote
 from evolve.data.loader import BestFitPacker, document_bounds, eval_rows
 from evolve.data.prepare import PreparedData
 from evolve.data.sources import stdlib_hidden_paths
@@ -184,8 +184,8 @@ class Supervisor(Outcome):
         # address space than it uses, so there only the memory cgroup bounds the tree.
         use_as = task.device == "cpu" if address_limit is None else address_limit
         self.memory_limit = memory_limit_bytes if use_as else None
-        sandbox.MemoryCgroup.sweep(_pid_alive)
-        probe = sandbox.MemoryCgroup.create(f"autoevolve-{os.getpid()}-probe", memory_limit_bytes)
+        cgroups.MemoryCgroup.sweep(_pid_alive)
+        probe = cgroups.MemoryCgroup.create(f"autoevolve-{os.getpid()}-probe", memory_limit_bytes)
         self.cgroups = probe is not None
         self.task_limit = probe is not None and probe.pids is not None
         if probe is not None:
@@ -344,7 +344,7 @@ class Supervisor(Outcome):
             err_f.close()
 
     def _run(self, scratch, call, logs, common, feeder, parent_sock, child_sock, out_f, err_f):
-        cgroup = sandbox.MemoryCgroup.create(f"autoevolve-{scratch.name}", self.host_memory) \
+        cgroup = cgroups.MemoryCgroup.create(f"autoevolve-{scratch.name}", self.host_memory) \
             if self.cgroups else None
         try:
             return self._spawn(scratch, call, logs, common, feeder, parent_sock, child_sock,

@@ -228,7 +228,7 @@ def test_escaped_daemon_and_fork_bomb_leave_no_process(quick_supervisor):
 def test_threads_and_setsid_children_count_as_tasks(quick_supervisor):
     """Adversary round 6: 1,500 threads and 300 setsid()ed children, which the session count
     misses, trained to `ok`; ~30,000 would take every pid of the host. Where the tree has a
-    pids cgroup (the `pids` layer), it holds at most sandbox.MAX_TASKS tasks: a fork bomb."""
+    pids cgroup (the `pids` layer), it holds at most cgroups.MAX_TASKS tasks: a fork bomb."""
     if "pids" not in quick_supervisor.sandbox_desc:
         pytest.skip("no pids cgroup here (needs root or a delegated cgroup tree)")
     r = run(quick_supervisor, "uncounted_tasks")
