@@ -28,6 +28,24 @@ def _task_args(p: argparse.ArgumentParser) -> None:
                         "data; the cuda default), or a PATH of .txt/.jsonl/.parquet")
     p.add_argument("--vocab-size", type=int, default=None,
                    help="tokenizer vocabulary (default: 8192 on cuda, 2048 on cpu)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default=None,
+                   help="what the budget counts: wall seconds, or the genome's own CPU seconds "
+                        "per granted core (default: cpu on cpu where it can be measured, so "
+                        "other load does not decide the score; wall on cuda)")
+
+
+def _clock(device: str, asked: str | None) -> str:
+    """The budget clock: as asked, else cpu for a CPU task where it can be measured."""
+    from evolve.evaluation.supervisor import cpu_clock_problem
+
+    if asked or device != "cpu":
+        return asked or "wall"
+    problem = cpu_clock_problem()
+    if problem:
+        print(f"note: budgets count wall seconds ({problem}); other load on this machine will "
+              "change scores", file=sys.stderr)
+        return "wall"
+    return "cpu"
 
 
 def _task(args):
@@ -40,8 +58,20 @@ def _task(args):
             return None, f"--dataset {dataset}: no such file or directory"
         dataset = str(path.resolve())
     try:
-        return Task.for_device(args.device, budget_s=getattr(args, "budget", None),
-                               vocab_size=args.vocab_size, dataset=dataset), None
+        task = Task.for_device(args.device, budget_s=getattr(args, "budget", None),
+                               vocab_size=args.vocab_size, dataset=dataset)
+        clock = getattr(args, "clock", None)
+        if task.device != "cpu":
+            task = dataclasses.replace(task, clock=clock or "wall")
+        else:
+            from evolve.evaluation.clock import granted_cores
+
+            # On CPU the supervisor grants the genome the cores this process may use, and as
+            # many threads (evolve.evaluation.clock).
+            task = dataclasses.replace(task, clock=_clock("cpu", clock),
+                                       threads=len(granted_cores()))
+        problem = task.problem()
+        return (None, problem) if problem else (task, None)
     except ValueError as e:
         return None, str(e)
 

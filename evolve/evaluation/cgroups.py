@@ -26,10 +26,12 @@ class MemoryCgroup:
 
     V2, V1 = Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/memory")
     PIDS_V1 = Path("/sys/fs/cgroup/pids")
+    CPUACCT_V1 = Path("/sys/fs/cgroup/cpuacct")
 
-    def __init__(self, path: Path, v2: bool, pids: Path | None = None):
+    def __init__(self, path: Path, v2: bool, pids: Path | None = None, cpu: Path | None = None):
         self.path, self.v2 = path, v2
         self.pids = pids                      # where pids.max bounds the tree's tasks, if any
+        self.cpu = cpu                        # where the tree's CPU time is counted, if anywhere
 
     @classmethod
     def create(cls, name: str, limit_bytes: int) -> "MemoryCgroup | None":
@@ -53,7 +55,8 @@ class MemoryCgroup:
                     (path / "memory.swap.max").write_text("0")
                 except OSError:
                     pass
-            return cls(path, v2, _task_limit(path if v2 else cls.PIDS_V1 / name))
+            return cls(path, v2, _task_limit(path if v2 else cls.PIDS_V1 / name),
+                       _cpu_account(path if v2 else cls.CPUACCT_V1 / name, v2))
         return None
 
     @classmethod
@@ -62,7 +65,7 @@ class MemoryCgroup:
         import re
 
         removed = 0
-        for root in (cls.V2, cls.V1, cls.PIDS_V1):
+        for root in (cls.V2, cls.V1, cls.PIDS_V1, cls.CPUACCT_V1):
             try:
                 names = [p for p in root.iterdir() if p.name.startswith("autoevolve-")]
             except OSError:
@@ -83,7 +86,7 @@ class MemoryCgroup:
     @property
     def paths(self) -> list[Path]:
         """The cgroup directories a process of the tree enters (v1: memory and pids apart)."""
-        return [self.path] + ([self.pids] if self.pids and self.pids != self.path else [])
+        return [self.path] + [p for p in (self.pids, self.cpu) if p and p != self.path]
 
     def enter(self) -> None:
         """Move the calling process into the cgroup (from preexec_fn: before exec)."""
@@ -99,6 +102,22 @@ class MemoryCgroup:
             if key == "max" and value.strip().isdigit() and int(value) > 0:
                 return True
         return False
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time (user + system) the tree's processes and threads have used since they
+        entered, the dead ones included, in seconds; None where it is not counted. The kernel
+        counts it: nothing in the tree can lower it (it could only leave the cgroup, and the
+        sandbox gives it no write access to the cgroup filesystem)."""
+        if self.cpu is None:
+            return None
+        if self.cpu == self.path and self.v2:
+            for line in _read(self.cpu / "cpu.stat").splitlines():
+                key, _, value = line.partition(" ")
+                if key == "usage_usec" and value.strip().isdigit():
+                    return int(value) / 1e6
+            return None
+        text = _read(self.cpu / "cpuacct.usage").strip()        # v1: nanoseconds
+        return int(text) / 1e9 if text.isdigit() else None
 
     def oom_killed(self) -> bool:
         events = _read(self.path / ("memory.events" if self.v2 else "memory.oom_control"))
@@ -147,6 +166,22 @@ def _task_limit(path: Path) -> Path | None:
             except OSError:
                 pass
         return None
+
+
+def _cpu_account(path: Path, v2: bool) -> Path | None:
+    """Where the CPU time of the cgroup at `path` is read (v2: the cgroup itself, whose
+    cpu.stat is always there; v1: a cpuacct cgroup of the same name, made here); None if
+    impossible."""
+    if v2:
+        return path if (path / "cpu.stat").is_file() else None
+    try:
+        path.mkdir(exist_ok=True)
+        if (path / "cpuacct.usage").is_file():
+            return path
+        path.rmdir()
+    except OSError:
+        pass
+    return None
 
 
 def _read(path: Path) -> str:

@@ -3,10 +3,11 @@
 A thread per evaluation that serves training batches from the supervisor's packer, starts the
 budget clock at the first batch, stops serving when the budget is spent or the genome says it
 submitted, counts the tokens it hands out, records what the harness reports (losses, placed on
-the budget by this thread's clock; device memory; a non-finite loss) and receives the weights snapshot that harness.submit sends first,
-timing its arrival. The overtime rule (how late the weights may come) lives here beside the
+the budget by the supervisor's budget clock; device memory; a non-finite loss) and receives the
+weights snapshot that harness.submit sends first, timing its arrival. The budget clock
+(evolve.evaluation.clock) counts wall seconds or the genome tree's CPU seconds per core. The overtime rule (how late the weights may come) lives here beside the
 data it needs; the supervisor applies it. Everything the genome sends is a claim except the
-times, which are this thread's own clock. It decides no status.
+times, which are the supervisor's clocks. It decides no status.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from evolve.data.loader import BestFitPacker
 from evolve.evaluation import channel
+from evolve.evaluation.clock import BudgetClock
 from evolve.evaluation.task import Task
 
 FILE_LIMIT = 4 * 2 ** 30             # largest single file (RLIMIT_FSIZE); also the weights' cap
@@ -31,7 +33,7 @@ class Feeder(threading.Thread):
     """Serves batches to the genome and records what the harness reports."""
 
     def __init__(self, sock: socket.socket, packer: BestFitPacker, task: Task,
-                 spool: Path | None = None):
+                 spool: Path | None = None, clock: BudgetClock | None = None):
         super().__init__(daemon=True)
         self.sock, self.packer, self.task = sock, packer, task
         # Where the weights' data goes as it arrives: a file in a directory of the supervisor's
@@ -39,8 +41,7 @@ class Feeder(threading.Thread):
         # to push the process holding the feeder (a Dask worker) past its memory limit, so that
         # its evaluation was run again whenever its training loss looked bad.
         self.spool = spool
-        self.lock = threading.Lock()
-        self.t0: float | None = None          # monotonic start of the training clock
+        self.clock = clock or BudgetClock()   # the budget clock; started at the first batch
         self.tokens = 0                       # target tokens handed out (rows x SEQ_LEN)
         self.submitted: float | None = None
         self.diverged: float | None = None    # the non-finite loss the harness reported
@@ -49,17 +50,20 @@ class Feeder(threading.Thread):
         self.curve: list[tuple[float, float]] = []   # (progress by this clock, loss) per report
         self._keep_every = 1                  # reports kept: one in this many (see MAX_REPORTS)
         self._reports = 0
-        self.served: list[float] = []         # monotonic times at which batches were handed out
+        self.served: list[float] = []         # budget-clock times at which batches were handed out
         self.weights: tuple[bytes, Path] | None = None    # (JSON header, file of tensor data)
         self.weights_bytes = 0                # size of that data
         self.weights_at: float | None = None  # when the last byte of the weights arrived
+        self.weights_clock: float | None = None   # the same moment on the budget clock
         self.weights_problem: str | None = None
 
+    @property
+    def t0(self) -> float | None:
+        """Monotonic start of the budget clock, or None before it started."""
+        return self.clock.t0
+
     def start_clock(self, at: float) -> float:
-        with self.lock:
-            if self.t0 is None:
-                self.t0 = at
-            return self.t0
+        return self.clock.start(at)
 
     def run(self) -> None:
         T = self.task.seq_len
@@ -72,10 +76,14 @@ class Feeder(threading.Thread):
                 now = time.monotonic()
                 if tag == b"B":
                     rows = fields[0]
-                    t0 = self.start_clock(now)
+                    self.start_clock(now)
+                    used = self.clock.elapsed(now)
+                    # The harness measures progress from this start (a wall clock's own; for
+                    # a CPU clock, the start that shows the budget used so far).
+                    t0 = now - used
                     if not 1 <= rows <= channel.MAX_ROWS:
                         self.sock.sendall(channel.REPLY.pack(b"X", 0, 0, 0.0))
-                    elif self.submitted is not None or now >= t0 + self.task.budget_s:
+                    elif self.submitted is not None or used >= self.task.budget_s:
                         # After the budget, or after the genome said it submitted (which ends
                         # its training clock), no more data: tokens/s cannot be inflated.
                         self.sock.sendall(channel.REPLY.pack(b"E", 0, 0, t0))
@@ -83,7 +91,7 @@ class Feeder(threading.Thread):
                         batch = self.packer.rows(rows)
                         self.tokens += rows * T
                         if len(self.served) < 1_000_000:
-                            self.served.append(now)
+                            self.served.append(used)
                         self.sock.sendall(channel.REPLY.pack(b"D", rows, T + 1, t0) + batch.tobytes())
                 elif tag == b"L":
                     step, loss = fields
@@ -96,9 +104,8 @@ class Feeder(threading.Thread):
                     if math.isfinite(loss) and (self._reports - 1) % self._keep_every == 0:
                         self.losses.append((int(step), float(loss)))
                         # The loss is the genome's claim; where it falls in the budget is ours.
-                        t0 = self.t0
-                        self.curve.append((0.0 if t0 is None else
-                                           round((now - t0) / self.task.budget_s, 4), float(loss)))
+                        self.curve.append((round(self.clock.elapsed(now) / self.task.budget_s, 4),
+                                           float(loss)))
                 elif tag == b"M":
                     ok = math.isfinite(fields[0]) and fields[0] >= 0
                     self.device_mem_mb = fields[0] if ok else None
@@ -130,6 +137,7 @@ class Feeder(threading.Thread):
         self.weights = (bytes(head) or b"[]", self.spool)
         self.weights_bytes = data_len
         self.weights_at = time.monotonic()
+        self.weights_clock = self.clock.elapsed(self.weights_at) if self.t0 is not None else None
         return True
 
     def _spool_data(self, n: int) -> bool:

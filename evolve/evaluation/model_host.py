@@ -341,6 +341,10 @@ def serve(sock: socket.socket, config: dict) -> int:
 def main() -> None:
     sock = socket.socket(fileno=int(sys.argv[1]))
     config = json.loads(os.environ.get(ENV, "{}"))
+    if config.get("threads"):
+        from evolve.evaluation.clock import grant_cores
+
+        grant_cores(int(config["threads"]), config.get("cores") or [])
     try:
         code = serve(sock, config)
     except MemoryError:

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from evolve.evaluation import cgroups, sandbox, verdict
+from evolve.evaluation.clock import WALL_FACTOR
 from evolve.evaluation import scratch as scratch_dirs
 from evolve.evaluation.feeder import FILE_LIMIT
 from evolve.evaluation.result import EvalResult, Status, finite_or_none, make_result
@@ -38,15 +39,15 @@ class Outcome:
     """Mixed into Supervisor: the decision half (see the module docstring)."""
 
     def _classify(self, scratch, feeder, killed_for, status_word, rusage, start_allowance,
-                  t_spawn, t_exit, common, call, stderr_tail: str,
+                  t_spawn, t_exit, used_at_exit, common, call, stderr_tail: str,
                   tree_peak: int | None) -> EvalResult:
         task = self.task
         t0 = feeder.t0
         # The training clock ends when the budget runs out or the process ends, whichever is
         # first: both are the supervisor's own observations (the genome's submit message is not
-        # trusted for timing, so it cannot shorten the denominator of tokens/s).
-        end = min(t_exit, (t0 or t_exit) + task.budget_s)
-        training_s = max(0.0, end - t0) if t0 is not None else None
+        # trusted for timing, so it cannot shorten the denominator of tokens/s). On a cpu
+        # clock these are CPU seconds per granted core, read after the tree died.
+        training_s = min(used_at_exit, task.budget_s) if t0 is not None else None
         tps = feeder.tokens / training_s if training_s and feeder.tokens else None
         exit_code = sig = None
         if status_word is not None:
@@ -92,6 +93,11 @@ class Outcome:
                         f"budget: training loss there above {common['prune_bar']:.4f} (the worst "
                         "of its parent's, the best genome's and the run's median, plus margin)")
         if killed_for == "timeout":
+            if task.clock == "cpu":
+                return done(Status.TIMEOUT, f"no submit within budget {task.budget_s:g} CPU s "
+                            f"per core + {task.submit_s:g} s allowance, or within "
+                            f"{WALL_FACTOR:g} x the budget of wall time (a starved or idle "
+                            "genome); process tree killed")
             return done(Status.TIMEOUT, f"no submit within budget {task.budget_s:g} s + "
                                         f"{task.submit_s:g} s allowance; process tree killed")
         if killed_for == "memory":
@@ -124,7 +130,7 @@ class Outcome:
             return done(Status.INVALID, "no weights arrived with the submitted model ("
                         + (feeder.weights_problem or "harness.submit was bypassed") + ")")
         if t0 is not None:
-            late = feeder.weights_at - (t0 + task.budget_s)
+            late = feeder.weights_clock - task.budget_s      # budget-clock seconds
             allowed = feeder.overtime_allowance(feeder.weights_bytes)
             if feeder.first_step_only():
                 # The budget ended inside the genome's first few steps (a cold start on a short

@@ -4,7 +4,9 @@ The supervisor starts `python -m evolve.evaluation.runner GENOME.py` with the ha
 environment variable AUTOEVOLVE_RUNNER (JSON: task constants, the channel's file descriptor, the
 sandbox settings). Before a single line of the genome runs, this trusted preamble:
 
-1. sets resource limits (evolve.evaluation.sandbox.apply_rlimits);
+1. sets resource limits (evolve.evaluation.sandbox.apply_rlimits), and with granted cores pins
+   the process to them with as many torch threads (the genome may change both; on a cpu clock
+   more threads only spend its budget faster);
 2. in its own mount namespace, mounts private tmpfs on /tmp and /dev/shm;
 3. restricts the filesystem, network and signals with landlock when the kernel has it, then
    drops every capability and installs a seccomp filter (evolve.evaluation.syscalls);
@@ -48,6 +50,10 @@ def main() -> None:
 
     sandbox.apply_rlimits(config.get("address_space_bytes"), int(config["file_size_bytes"]),
                           config.get("nproc"))
+    if config.get("threads"):
+        from evolve.evaluation.clock import grant_cores
+
+        grant_cores(int(config["threads"]), config.get("cores") or [])
     # Private /tmp and /dev/shm (tmpfs in this evaluation's own mount namespace): writable,
     # since they vanish with it; multiprocessing's semaphores (torch.compile's workers) need it.
     private = mounts.mount_private_tmp(PRIVATE_TMP_BYTES, keep=config.get("read_roots", [])) \

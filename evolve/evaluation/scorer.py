@@ -127,10 +127,12 @@ class ModelProcess:
         """Start the model process now (it imports torch while the scorer waits or works).
         `settings`: device, batch_size, seq_len, vocab_size, autocast, landlock, read_roots,
         model_address_space_bytes, host_dir (its temporary directory while it loads),
-        model_log (where its stdout and stderr go)."""
+        model_log (where its stdout and stderr go); threads and cores (granted to it, as to the
+        genome) and cpu_clock (time its passes by their CPU seconds per thread)."""
         from evolve.evaluation import sandbox
 
         self.deadline = deadline
+        self.cpu_threads = int(settings.get("threads") or 0) if settings.get("cpu_clock") else 0
         self.vocab = int(settings["vocab_size"])
         # Two output slots of the largest logits a batch can have (fp64); pages are only
         # materialised where the model process writes, so fp32 logits use half of each.
@@ -155,6 +157,8 @@ class ModelProcess:
                         "read_roots": settings.get("read_roots", []),
                         "harden": bool(settings.get("harden")),
                         "out_fd": self.memfd, "slot_bytes": self.slot_bytes,
+                        "threads": settings.get("threads") or 0,
+                        "cores": settings.get("cores") or [],
                         "address_space_bytes": settings.get("model_address_space_bytes")})})
         self.log = open(settings["model_log"], "wb") if settings.get("model_log") else subprocess.DEVNULL
         if FORK_HOST:
@@ -245,16 +249,26 @@ class ModelProcess:
 
     def timed_pass(self, x, backward: bool) -> float:
         """Seconds, on this process's clock, for the model process to run one forward (and
-        with `backward`, forward + backward) pass of input tokens x (uint16 numpy [rows, T])."""
+        with `backward`, forward + backward) pass of input tokens x (uint16 numpy [rows, T]).
+        On a cpu clock: the model process's CPU seconds for the pass per granted thread, so
+        that other load on the machine does not lower the recorded throughput."""
         import numpy as np
+
+        from evolve.evaluation.clock import tree_cpu_seconds
 
         rows, cols = x.shape
         payload = np.ascontiguousarray(x, dtype="<u2").tobytes()
         self._timeout()
+        c0 = tree_cpu_seconds(self.proc.pid) if self.cpu_threads else None
         t = time.perf_counter()
         self.sock.sendall(model_host.REQUEST.pack(b"G", rows, cols, int(backward)) + payload)
         tag, _, r, c, _ = self._reply()
         elapsed = time.perf_counter() - t
+        if c0 is not None:
+            c1 = tree_cpu_seconds(self.proc.pid)
+            if c1 is None:
+                raise ModelFailure("crash", "the model process died")
+            elapsed = (c1 - c0) / self.cpu_threads
         if tag != b"D" or (r, c) != (rows, cols):
             raise ModelFailure("crash", "the model process broke the protocol")
         return elapsed
@@ -315,7 +329,7 @@ def host_settings(job: dict) -> dict:
     """The model process's settings from a job (in-process use and tests): its temporary
     directory and log live in the job directory."""
     keys = ("device", "batch_size", "seq_len", "vocab_size", "autocast", "landlock", "read_roots",
-            "model_address_space_bytes", "model_log")
+            "model_address_space_bytes", "model_log", "threads", "cores", "cpu_clock")
     out = {k: job[k] for k in keys if k in job}
     out["host_dir"] = str(Path(job["dir"]) / "host-tmp")
     return out

@@ -8,9 +8,12 @@
    scrubbed environment (no API keys, tokens or cache paths), stdout and stderr going to files
    (never a pipe it could block on), resource limits and landlock (see evolve.evaluation.sandbox);
 2. a feeder thread serves training batches over a socket pair (evolve.evaluation.channel) from the
-   supervisor's own packer, starts the training clock at the first batch (or when the start-up
+   supervisor's own packer, starts the budget clock at the first batch (or when the start-up
    allowance runs out), counts the tokens handed out and stops serving when the budget is spent;
-3. the supervisor's clock is final: after budget + submit allowance the whole process tree is
+   the budget clock counts wall seconds or, for a task with the cpu clock, the tree's own CPU
+   seconds per granted core (evolve.evaluation.clock), with the genome pinned to those cores
+   and its threads set to their number;
+3. the supervisor's clocks are final: after budget + submit allowance the whole process tree is
    killed (TIMEOUT); too many processes or too much scratch disk is a CRASH;
 4. after the child's tree is dead, the exported model is copied (never followed) into a
    private directory and scored by the trusted scorer process (evolve.evaluation.verdict,
@@ -43,6 +46,7 @@ from typing import Callable
 import numpy as np
 
 from evolve.evaluation import cgroups, sandbox, verdict, zygote
+from evolve.evaluation.clock import granted_cores, make_clock
 from evolve.data.loader import BestFitPacker, document_bounds, eval_rows
 from evolve.data.prepare import PreparedData
 from evolve.data.sources import stdlib_hidden_paths
@@ -59,6 +63,9 @@ ENV_KEEP = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "CUDA_VISIBLE_DEVICES", 
             "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES")
 EXPORT_MIN_S, EXPORT_SHARE = 10.0, 0.05   # the export's time after the weights: 10 s or 5 %
 FORKED_ALLOWANCE_S = 0.5             # before a forked genome's clock starts anyway (see __init__)
+CPU_CLOCK_MISSING = ("the cpu clock needs the genome's CPU time counted by a cgroup it cannot "
+                     "leave (root or a delegated cgroup, with landlock or a mount namespace); "
+                     "use --clock wall")
 LOG_KEEP = 2 ** 20                   # bytes of the genome's stdout/stderr kept for log_dir
 
 
@@ -139,6 +146,21 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)      # PR_SET_PDEATHSIG = 1
 
 
+def cpu_clock_problem() -> str | None:
+    """Why this machine cannot run a cpu-clock task (one line), or None: a cgroup that counts
+    the tree's CPU time, out of the tree's reach (landlock or the read-only mounts of a mount
+    namespace)."""
+    probe = cgroups.MemoryCgroup.create(f"autoevolve-{os.getpid()}-clock", 2 ** 30)
+    counted = probe is not None and probe.cpu_seconds() is not None
+    if probe is not None:
+        probe.remove()
+    if not counted:
+        return "no cgroup here counts a genome's CPU time (needs root or a delegated cgroup)"
+    if sandbox.landlock_abi() < 1 and "mountns" not in sandbox.namespaces()[1]:
+        return "neither landlock nor a mount namespace keeps genomes off the cgroup files"
+    return None
+
+
 def precheck(source: str) -> str | None:
     """Reasons to refuse a genome before spending any time on it (the full contract check is
     genome.contract; this is the minimum the supervisor needs)."""
@@ -188,10 +210,19 @@ class Supervisor(Outcome):
         probe = cgroups.MemoryCgroup.create(f"autoevolve-{os.getpid()}-probe", memory_limit_bytes)
         self.cgroups = probe is not None
         self.task_limit = probe is not None and probe.pids is not None
+        cpu_counted = probe is not None and probe.cpu_seconds() is not None
         if probe is not None:
             probe.remove()
         self.landlock = use_landlock and sandbox.landlock_abi() >= 1
         self.pidns, self.namespaces = sandbox.namespaces() if use_pidns else ((), ())
+        if task.clock == "cpu":
+            # The tree's CPU time comes from its cgroup, which it must not be able to leave:
+            # landlock or the read-only mounts keep it off the cgroup filesystem.
+            walled = self.landlock or "mountns" in self.namespaces
+            if not (cpu_counted and walled):
+                raise ValueError(CPU_CLOCK_MISSING)
+        # The cores granted to the genome and its scored model (the first `threads` of ours).
+        self.cores = granted_cores()[:task.threads] if task.threads else []
         if use_pidns:
             sandbox.say_missing(self.namespaces)
         layers = ["session", "rlimits", "env"]
@@ -238,7 +269,18 @@ class Supervisor(Outcome):
             "TRITON_CACHE_DIR": str(scratch / "triton"),
             "AUTOEVOLVE_RUNNER": json.dumps(config),
         })
+        env.update(self._thread_env())
         return env
+
+    def _thread_env(self) -> dict[str, str]:
+        """With granted cores: that many OpenMP/MKL threads, which sleep while they wait
+        (a spinning thread burns the CPU time a cpu clock charges, and on a shared core the
+        time of the thread it waits for: measured 2.46 against 3.60 steps per CPU second per
+        thread with one of 2 cores busy)."""
+        if not self.task.threads:
+            return {}
+        n = str(self.task.threads)
+        return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OMP_WAIT_POLICY": "PASSIVE"}
 
     def _config(self, fd: int) -> dict:
         return {
@@ -258,6 +300,8 @@ class Supervisor(Outcome):
             "address_space_bytes": self.memory_limit,
             "file_size_bytes": FILE_LIMIT,
             "nproc": sandbox.MAX_PROCS if os.geteuid() != 0 else None,
+            "threads": self.task.threads,
+            "cores": self.cores,
         }
 
     def evaluate(self, source: str, progress=None, log_dir: Path | None = None,
@@ -309,6 +353,8 @@ class Supervisor(Outcome):
         settings = {"device": task.device, "batch_size": task.eval_batch_size,
                     "seq_len": task.seq_len, "vocab_size": task.vocab_size,
                     "autocast": task.autocast,
+                    "threads": task.threads, "cores": self.cores,
+                    "cpu_clock": task.clock == "cpu",
                     "landlock": self.landlock,
                     "read_roots": list(sandbox.SYSTEM_READ) + sandbox.python_read_roots(),
                     "model_address_space_bytes": self.memory_limit, "harden": self.harden,
@@ -389,6 +435,8 @@ class Supervisor(Outcome):
             return make_result(Status.CRASH, reason=f"could not start the genome: {e}", **common)
         finally:
             child_sock.close()
+        cpu = cgroup.cpu_seconds if cgroup is not None and cgroup.cpu is not None else None
+        feeder.clock = make_clock(self.task.clock, self.task.threads, cpu)
         feeder.start()
         try:
             return self._watch(proc, t_spawn, allowance, scratch, call, logs, common, feeder,
@@ -410,6 +458,7 @@ class Supervisor(Outcome):
         env.update({"HOME": str(self.scratch_root), "PYTHONPATH": str(PACKAGE_ROOT),
                     "PYTHONNOUSERSITE": "1", "PYTHONUNBUFFERED": "1",
                     "PYTHONDONTWRITEBYTECODE": "1"})
+        env.update(self._thread_env())       # read once, when the zygote's torch starts
         z = zygote.shared(env, "/", _die_with_parent)
         if z is None:
             self.use_zygote = False                 # cold starts from now on
@@ -424,6 +473,8 @@ class Supervisor(Outcome):
         next_check = 0.0
         judged = 0                  # checkpoints of call.pruner already judged
         decision = None             # the pruner's first "stop", if any
+        clock = feeder.clock
+        spent_at = None             # monotonic time at which the budget was seen spent
         while True:
             pid, status_word, rusage = proc.wait4(block=False)
             if pid == proc.pid:
@@ -433,9 +484,14 @@ class Supervisor(Outcome):
                 feeder.start_clock(t_spawn + allowance)
                 if now > t_spawn + allowance
                 else None)
+            used = clock.elapsed(now) if t0 is not None else 0.0
+            if spent_at is None and t0 is not None and used >= task.budget_s:
+                spent_at = min(now, t0 + clock.wall_limit(task.budget_s))
             if feeder.submitted is not None and now > feeder.submitted + 15:
                 killed_for = "submitted"     # submit() exits at once; a lingering tree is killed
-            elif t0 is not None and now > t0 + task.budget_s + task.submit_s:
+            elif t0 is not None and (
+                    now > t0 + clock.wall_limit(task.budget_s) + task.submit_s
+                    or (spent_at is not None and now > spent_at + task.submit_s)):
                 killed_for = "timeout"
             elif (feeder.weights_at is not None
                   and now > feeder.weights_at + self.export_allowed):
@@ -444,7 +500,7 @@ class Supervisor(Outcome):
                 killed_for = "export"
             elif decision is None and t0 is not None and call.pruner is not None and \
                     judged < len(call.pruner.checkpoints) and \
-                    now >= t0 + call.pruner.checkpoints[judged] * task.budget_s:
+                    used >= call.pruner.checkpoints[judged] * task.budget_s:
                 d = call.pruner.decide(tuple(feeder.curve), call.pruner.checkpoints[judged])
                 judged += 1
                 if d.prune:
@@ -459,8 +515,8 @@ class Supervisor(Outcome):
                     killed_for = "disk"
             if t0 is None:
                 call.progress("starting", 0.0)
-            elif now < t0 + task.budget_s:
-                call.progress("training", (now - t0) / task.budget_s)
+            elif used < task.budget_s:
+                call.progress("training", used / task.budget_s)
             else:
                 call.progress("submitting", 1.0)
             if killed_for:
@@ -469,6 +525,7 @@ class Supervisor(Outcome):
                 break
             time.sleep(0.05)
         t_exit = time.monotonic()
+        used_at_exit = clock.elapsed(t_exit) if feeder.t0 is not None else None
         # Leftovers (children, grandchildren, setsid-ers) were killed before the leader was
         # reaped (_Cold.wait4; the zygote does the same for its children).
         # shutdown before close: a feeder blocked in sendall (a genome that never read its batch,
@@ -495,7 +552,7 @@ class Supervisor(Outcome):
         if decision is not None:
             common = dict(common, pruned_at=decision.checkpoint, prune_bar=decision.bar)
         return self._classify(scratch, feeder, killed_for, status_word, rusage, allowance,
-                              t_spawn, t_exit, common, call, stderr_tail, peak)
+                              t_spawn, t_exit, used_at_exit, common, call, stderr_tail, peak)
 
     # -- the trusted files, where landlock cannot protect them ---------------------------------
     def _restore_trusted(self) -> list[str]:

@@ -12,6 +12,9 @@ Defaults per device (override any field with `Task.for_device(device, budget_s=.
 - cpu: a laptop-sized setting: context 256, vocabulary 2048, 60 s of training, eval on 2**16
   tokens, so a newcomer sees a scored genome within about two minutes.
 
+Both default to the wall clock here; `python -m evolve` makes CPU tasks count the genome's own
+CPU seconds where the supervisor can measure them (evolve.cli, evolve.evaluation.clock).
+
 This module only describes; it starts nothing and reads no data.
 """
 
@@ -40,6 +43,7 @@ def default_device() -> str:
 
 
 AUTOCAST_DTYPES = ("", "bfloat16", "float16")
+CLOCKS = ("wall", "cpu")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +61,10 @@ class Task:
     dataset: str = "stdlib"  # corpus the data was prepared from (see evolve.data.sources)
     autocast: str = ""       # dtype the scorer runs the model under torch.autocast in
                              # ("bfloat16" on cuda, as the seeds train); "" = as exported
+    clock: str = "wall"      # what budget_s counts: "wall" seconds, or "cpu": the genome
+                             # tree's CPU seconds / threads (evolve.evaluation.clock)
+    threads: int = 0         # cores (and torch/OpenMP threads) granted to the genome and its
+                             # scored model; 0 = not decided by the supervisor
 
     @classmethod
     def for_device(cls, device: str | None = None, **overrides) -> "Task":
@@ -96,6 +104,10 @@ class Task:
             return f"budget must be positive seconds, got {self.budget_s}"
         if self.eval_tokens < self.seq_len * self.eval_batch_size:
             return "eval_tokens must cover at least one eval batch"
+        if self.clock not in CLOCKS:
+            return f"clock must be one of {', '.join(CLOCKS)}, got {self.clock!r}"
+        if self.threads < 0 or (self.clock == "cpu" and self.threads < 1):
+            return "the cpu clock needs threads >= 1 (the cores granted to the genome)"
         if self.autocast not in AUTOCAST_DTYPES:
             return f"autocast must be one of {', '.join(repr(d) for d in AUTOCAST_DTYPES)}"
         return None
@@ -117,8 +129,13 @@ class Task:
         d = dataclasses.asdict(self)
         for k in ("startup_s", "submit_s", "score_s"):
             d.pop(k)
+        # Runs made before these fields existed keep their fingerprint.
         if not d["autocast"]:
-            d.pop("autocast")        # runs made before the field existed keep their fingerprint
+            d.pop("autocast")
+        if d["clock"] == "wall":
+            d.pop("clock")
+        if not d["threads"]:
+            d.pop("threads")
         return d
 
     def fingerprint(self, data_fingerprint: str) -> str:

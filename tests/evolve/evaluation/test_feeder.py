@@ -43,7 +43,7 @@ def test_a_long_run_of_reports_is_thinned_not_cut():
 
     ours, theirs = socket.socketpair()
     f = Feeder(ours, None, small_task(budget_s=10.0))
-    f.t0 = 0.0
+    f.start_clock(0.0)
     f.start()
     for step in range(5000):
         theirs.sendall(channel.LOSS.pack(b"L", step, 7.0 - step / 1000))
@@ -54,3 +54,46 @@ def test_a_long_run_of_reports_is_thinned_not_cut():
     assert MAX_REPORTS // 2 <= len(steps) <= MAX_REPORTS and len(f.curve) == len(steps)
     assert steps[0] == 0 and steps[-1] >= 4990 - 4 and steps == sorted(steps)
     assert len(set(b - a for a, b in zip(steps, steps[1:]))) == 1          # evenly spaced
+
+
+def test_on_a_cpu_clock_batches_stop_when_the_tree_has_used_its_cpu_seconds():
+    """The feeder serves by the budget clock: a CPU clock that has counted budget x threads
+    CPU seconds ends the data at once, whatever the wall clock says; the harness is told a
+    start from which its progress() shows the CPU budget used."""
+    import socket
+    import time
+
+    from evolve.evaluation import channel
+    from evolve.evaluation.clock import CpuClock
+
+    used = [0.0]
+    ours, theirs = socket.socketpair()
+    f = Feeder(ours, _Rows(), small_task(budget_s=10.0), clock=CpuClock(lambda: used[0], 2))
+    f.start()
+
+    def ask() -> tuple[bytes, float]:
+        theirs.sendall(channel.REQUEST.pack(b"B", 2))
+        tag, rows, cols, t0 = channel.REPLY.unpack(channel.recv_exact(theirs, channel.REPLY.size))
+        if tag == b"D":
+            channel.recv_exact(theirs, rows * cols * 2)
+        return tag, t0
+
+    tag, t0 = ask()
+    assert tag == b"D" and abs(t0 - time.monotonic()) < 1.0     # nothing used yet
+    used[0] = 12.0                                   # 12 CPU s over 2 cores: 6 s of 10
+    tag, t0 = ask()
+    assert tag == b"D" and 5.0 < time.monotonic() - t0 < 7.0
+    assert f.served[-1] == pytest.approx(6.0)       # on the budget clock, for the step term
+    used[0] = 20.0                                   # 10 s of 10: spent
+    assert ask()[0] == b"E"
+    theirs.close()
+    f.join(timeout=5)
+
+
+class _Rows:
+    """A packer stand-in: zero rows of the right shape."""
+
+    def rows(self, n):
+        import numpy as np
+
+        return np.zeros((n, small_task().seq_len + 1), dtype=np.uint16)

@@ -36,3 +36,36 @@ def test_the_default_dataset_follows_the_device():
         assert _task(args)[0].dataset == dataset
     args = argparse.Namespace(device="cuda", dataset="stdlib", vocab_size=None, budget=None)
     assert _task(args)[0].dataset == "stdlib"
+
+
+def test_the_command_line_counts_cpu_seconds_on_cpu_where_it_can_and_wall_seconds_on_cuda():
+    import argparse
+    import os
+
+    from evolve.cli import _task
+    from evolve.evaluation.supervisor import cpu_clock_problem
+
+    def task(device, clock=None):
+        return _task(argparse.Namespace(device=device, dataset=None, vocab_size=None,
+                                        budget=None, clock=clock))
+
+    cpu = task("cpu")[0]
+    assert cpu.clock == ("wall" if cpu_clock_problem() else "cpu")
+    assert cpu.threads == len(os.sched_getaffinity(0))   # the cores this process may use
+    assert task("cpu", "wall")[0].clock == "wall" and task("cpu", "wall")[0].threads == cpu.threads
+    assert task("cuda")[0].clock == "wall" and task("cuda")[0].threads == 0
+    # a cpu clock divides by the cores granted, which only the CPU task decides
+    assert task("cuda", "cpu")[0] is None and "threads >= 1" in task("cuda", "cpu")[1]
+
+
+def test_the_clock_and_threads_enter_the_fingerprint_only_when_set():
+    import dataclasses
+
+    wall = Task.for_device("cpu")
+    assert wall.clock == "wall" and wall.threads == 0
+    assert "clock" not in wall.constants() and "threads" not in wall.constants()
+    cpu = dataclasses.replace(wall, clock="cpu", threads=2)
+    prints = {t.fingerprint("d") for t in (wall, cpu, dataclasses.replace(cpu, threads=4),
+                                           dataclasses.replace(wall, threads=2))}
+    assert len(prints) == 4
+    assert "clock must be one of" in dataclasses.replace(wall, clock="tsc").problem()
