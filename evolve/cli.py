@@ -240,7 +240,7 @@ def cmd_run(args) -> int:
                 population=args.population if args.population is not None else 8,
                 generations=args.generations if args.generations is not None else 50,
                 strategy=args.strategy or "evolve",
-                crossover_prob=args.crossover_prob if args.crossover_prob is not None else 0.2,
+                crossover_prob=args.crossover_prob,
                 operator_weights=_parse_weights(args.operator_weights),
                 confirm=not args.no_confirm,
                 rng_seed=args.rng_seed if args.rng_seed is not None else 0,
@@ -518,7 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", default=None,
                         help="stdlib (cpu default), climbmix (cuda default) or a PATH")
     parser.add_argument("--vocab-size", type=int, default=None)
-    parser.add_argument("--crossover-prob", type=float, default=None, help="0.2")
+    parser.add_argument("--crossover-prob", type=float, default=None,
+                        help="fixed crossover share (default: the operator bandit decides; 0.2 "
+                             "with --no-bandit or --operator-weights)")
     parser.add_argument("--operator-weights", default=None, metavar="NAME=W,...",
                         help="mutation weights, e.g. constant=3,keyword=1 (python -m genome list)")
     parser.add_argument("--compute", type=float, default=None, metavar="S",

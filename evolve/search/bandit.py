@@ -1,6 +1,8 @@
 """The operator bandit: which mutation operator to draw next, learnt from what its children did.
 
-Each mutation operator (genome.operators.MUTATIONS, `tune` included) is an arm. A child is a
+Each mutation operator (genome.operators.MUTATIONS, `tune` included) is an arm, and so is
+crossover (one arm, CROSSOVER, for genome.operators.CROSSOVERS) where the engine lets the bandit
+decide the crossover share (no --crossover-prob given). A child is a
 success when it scored and either beat its first parent's mean val_bpb by more than the run's
 noise floor or is on the Pareto front now; a failure when it was evaluated and is not (failed
 evaluations included); a child not evaluated yet does not count. The next operator is drawn by
@@ -13,8 +15,8 @@ on its archive and its rng seed: a resumed run plans what it would have.
 from its archive, `python -m evolve show` and `run.operators` from the run's DataFrame, so both
 apply this one rule. `probabilities` estimates how often each arm would be drawn now.
 
-What it does not do: choose between mutation and crossover (the crossover share decides) or
-among language models (the LLM share and --llm-model weights decide); apply an operator.
+What it does not do: choose among language models (the LLM share and --llm-model weights
+decide); apply an operator.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 PRIOR = (1.0, 1.0)          # Beta(successes + 1, failures + 1): every arm keeps being tried
+CROSSOVER = "crossover"     # the arm of every crossover operator
 DRAWS = 4000                # Monte Carlo draws behind `probabilities`
 
 
@@ -56,13 +59,31 @@ def success(child: Child, noise: float) -> bool:
     return beat or child.on_front
 
 
+def arm_names(crossover: bool) -> list[str]:
+    """The arms: every mutation operator, and crossover when the bandit decides its share."""
+    from genome.operators import MUTATIONS
+
+    return list(MUTATIONS) + ([CROSSOVER] if crossover else [])
+
+
+def arm_of(operator: str) -> str | None:
+    """The arm a child's operator credits: itself for a mutation, CROSSOVER for a crossover,
+    None for anything else (seeds, language-model proposals)."""
+    from genome.operators import CROSSOVERS, MUTATIONS
+
+    if operator in MUTATIONS:
+        return operator
+    return CROSSOVER if operator in CROSSOVERS else None
+
+
 def credit(names: Sequence[str], children: Iterable[Child], noise: float | None) -> list[Arm]:
     """One arm per name, in that order, credited with the evaluated children of that operator
     (children of other operators are ignored)."""
     counts = {n: [0, 0] for n in names}
     for c in children:
-        if c.operator in counts and c.evaluated:
-            counts[c.operator][0 if success(c, noise or 0.0) else 1] += 1
+        arm = arm_of(c.operator) if c.operator not in counts else c.operator
+        if arm in counts and c.evaluated:
+            counts[arm][0 if success(c, noise or 0.0) else 1] += 1
     return [Arm(n, s, f) for n, (s, f) in counts.items()]
 
 

@@ -3,8 +3,9 @@
     Engine(archive, eval_map, config, seeds).run()
 
 Generation 0 is the initial population: every seed, filled up to `population` with mutants of
-the seeds. Each later generation plans `population` offspring (mutations from genome.operators,
-crossover with probability `crossover_prob`), writes the plan to the archive, evaluates the
+the seeds. Each later generation plans `population` offspring (mutations from genome.operators and
+crossover, drawn by the operator bandit of evolve.search.bandit, or crossover with the fixed
+probability `crossover_prob` when one is given), writes the plan to the archive, evaluates the
 offspring that were never evaluated (a genome with the same identity reuses its stored result),
 confirms a new best by evaluating it a second time, and selects the next population:
 
@@ -45,6 +46,7 @@ from evolve.search.workers import EvalMap
 
 STRATEGIES = ("evolve", "hillclimb", "random")
 MAX_TRIES = 20              # attempts at a never-seen child before a duplicate is accepted
+CROSSOVER_PROB = 0.2        # the crossover share when neither the user nor the bandit sets it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +54,9 @@ class EngineConfig:
     population: int = 8
     generations: int = 50
     strategy: str = "evolve"
-    crossover_prob: float = 0.2                 # chance an offspring comes from two parents
+    crossover_prob: float | None = None         # chance an offspring comes from two parents;
+                                                # None: the bandit decides (CROSSOVER_PROB
+                                                # where it does not draw)
     operator_weights: tuple[tuple[str, float], ...] = ()   # mutation name -> weight; () = equal
     confirm: bool = True                        # re-evaluate a new best before declaring it
     max_failed_generations: int = 3
@@ -75,7 +79,7 @@ class EngineConfig:
             return "--generations must be 0 or more"
         if self.strategy not in STRATEGIES:
             return f"--strategy must be one of {', '.join(STRATEGIES)}"
-        if not 0.0 <= self.crossover_prob <= 1.0:
+        if self.crossover_prob is not None and not 0.0 <= self.crossover_prob <= 1.0:
             return "--crossover-prob must be within 0..1"
         if not 0.0 <= self.llm_share <= 1.0:
             return "--llm-share must be within 0..1"
@@ -187,10 +191,15 @@ class Engine:
         return min(pool, key=lambda g: self.stats(g).bpb) if pool else None
 
     # -- variation -----------------------------------------------------------------------------
+    def crossover_arm(self) -> bool:
+        """Whether crossover is one of the bandit's arms: the bandit draws (no weights, not
+        switched off), the strategy has two-parent draws, and no share was fixed."""
+        c = self.config
+        return (c.crossover_prob is None and c.bandit and not c.operator_weights
+                and c.strategy == "evolve")
+
     def arms(self) -> list:
         """The operator bandit's arms, credited from every evaluated child in the archive."""
-        from genome.operators import MUTATIONS
-
         from evolve.search import bandit
         from evolve.search.noise import noise_floor_of
 
@@ -198,12 +207,13 @@ class Engine:
         children = []
         for g in self.archive.genome_ids():
             genome = self.archive.genome(g)
-            if genome.operator not in MUTATIONS:
+            if bandit.arm_of(genome.operator) is None:
                 continue
             parent = self.stats(genome.parents[0]).bpb if genome.parents else None
             children.append(bandit.Child(genome.operator, self.stats(g).n > 0,
                                          self.stats(g).bpb, parent, g in front))
-        return bandit.credit(list(MUTATIONS), children, noise_floor_of(self.archive))
+        return bandit.credit(bandit.arm_names(self.crossover_arm()), children,
+                             noise_floor_of(self.archive))
 
     def front(self) -> list[str]:
         """The Pareto front over (mean val_bpb down, mean tokens/s up) of the scored genomes
@@ -237,9 +247,13 @@ class Engine:
         return [Trial(self.archive.genome(g).source, self.stats(g).bpb)
                 for g in self.scored(self.archive.genome_ids())]
 
-    def _child(self, parents: list, rng: random.Random, trials=(), arms=()):
+    def _child(self, parents: list, rng: random.Random, trials=(), arms=(), first=None):
+        """A child of `parents` (crossed when two), or None; `first`: the mutation the bandit
+        drew already for this one parent."""
         from genome.operators import cross, mutate
         from genome.record import Genome
+
+        from evolve.search.bandit import CROSSOVER
 
         if len(parents) == 2:
             name, res = cross(parents[0], parents[1], rng)
@@ -248,14 +262,17 @@ class Engine:
         else:
             # A drawn operator that does not apply to this parent passes the draw on to the
             # others, by the same rule: never to an operator the weights or the bandit would not
-            # choose (the ablation without tune must not get tune children this way).
-            tried: set[str] = set()
+            # choose (the ablation without tune must not get tune children this way). One
+            # parent cannot be crossed.
+            tried: set[str] = {CROSSOVER}
             res = None
-            while (chosen := self._mutation_name(rng, arms, tried)) is not None:
+            chosen = first if first is not None else self._mutation_name(rng, arms, tried)
+            while chosen is not None:
                 name, res = mutate(parents[0], rng, chosen, trials=trials)
                 if res.applied:
                     break
                 tried.add(chosen)
+                chosen = self._mutation_name(rng, arms, tried)
         if res is None or not res.applied:
             return None
         return Genome.child(res.child, parents, operator=name, description=res.description)
@@ -268,8 +285,7 @@ class Engine:
         for _ in range(n):
             child = None
             for _ in range(MAX_TRIES):
-                parents = pick_parents(rng)
-                candidate = self._child(parents, rng, trials, arms)
+                candidate = self._draw_child(pick_parents, rng, trials, arms)
                 if candidate is None:
                     continue
                 child = candidate
@@ -281,6 +297,19 @@ class Engine:
             known.add(child.id)
             planned.append(child.id)
         return planned
+
+    def _draw_child(self, pick_parents, rng: random.Random, trials, arms):
+        """One candidate child: where crossover is an arm and the strategy draws pairs, the
+        bandit's draw decides crossover or which mutation first, then the parents are drawn;
+        else the parents first (a pair with the fixed crossover share)."""
+        from evolve.search.bandit import CROSSOVER
+
+        if not (arms and self.crossover_arm() and getattr(pick_parents, "pairs", False)):
+            return self._child(pick_parents(rng), rng, trials, arms)
+        first = self._mutation_name(rng, arms)
+        if first == CROSSOVER:       # (a pair drawn as one genome twice is mutated instead)
+            return self._child(pick_parents(rng, 2), rng, trials, arms)
+        return self._child(pick_parents(rng, 1), rng, trials, arms, first=first)
 
     def _tournament(self, population: list[str]):
         """Binary tournament on Pareto rank, then crowding (NSGA-II's mating selection)."""
@@ -298,12 +327,20 @@ class Engine:
             a, b = rng.choice(inds), rng.choice(inds)
             return a if rank[a.genome_id] <= rank[b.genome_id] else b
 
-        def pick(rng):
-            k = 2 if len(inds) >= 2 and rng.random() < self.config.crossover_prob else 1
+        share = self.config.crossover_prob
+        share = CROSSOVER_PROB if share is None else share
+
+        def pick(rng, k=None):
+            """k parents (1 or 2; None: 2 with the crossover share); one when the two drawn
+            are the same genome or there is only one."""
+            if k is None:
+                k = 2 if len(inds) >= 2 and rng.random() < share else 1
+            k = min(k, 2 if len(inds) >= 2 else 1)
             chosen = [one(rng) for _ in range(k)]
             if k == 2 and chosen[0].genome_id == chosen[1].genome_id:
                 chosen = chosen[:1]
             return [self.archive.genome(i.genome_id) for i in chosen]
+        pick.pairs = len(inds) >= 2
         return pick
 
     def _picker(self, population: list[str] | None):

@@ -27,3 +27,17 @@ def test_thompson_draws_follow_the_evidence_and_the_prior_keeps_every_arm():
     # draws come from the caller's stream only: the same seed, the same choices
     a = [choose(arms, random.Random(s)) for s in range(20)]
     assert a == [choose(arms, random.Random(s)) for s in range(20)] and set(a) > {"good"}
+
+
+def test_crossover_children_credit_one_crossover_arm():
+    from evolve.search.bandit import CROSSOVER, arm_names, arm_of
+
+    assert arm_of("constants") == arm_of("definitions") == CROSSOVER     # genome.operators
+    assert arm_of("tune") == "tune" and arm_of("seed") is None and arm_of("llm") is None
+    assert arm_names(True)[-1] == CROSSOVER and CROSSOVER not in arm_names(False)
+    arms = credit(arm_names(True), [Child("constants", True, 2.9, 3.0, False),
+                                    Child("definitions", True, 3.1, 3.0, False)], 0.05)
+    assert arms[-1] == Arm(CROSSOVER, 1, 1)
+    # without the arm, crossover children credit nothing
+    assert all(a.children == 0 for a in credit(arm_names(False), [
+        Child("constants", True, 2.9, 3.0, False)], 0.05))

@@ -326,3 +326,61 @@ def test_a_run_resumed_in_another_pruning_mode_is_reported_per_evaluation(tmp_pa
         assert (a != a and b != b) or a == b
     assert table.loc[live.index, "references"].isna().all()
     assert table.loc[ev[ev.generation < 2].index, "references"].notna().all()   # replayed
+
+
+class _Hashed:
+    """A stand-in supervisor whose scores differ by genome and never by call: val_bpb and
+    tokens/s from the source's hash, so the bandit has evidence to learn from."""
+
+    def __init__(self):
+        self.task, self.fingerprint, self.calls = small_task(), "fake", []
+
+    def evaluate(self, source, progress=None, env=None, pruner=None):
+        import hashlib
+
+        from evolve.evaluation.result import Status, make_result
+
+        self.calls.append(source)
+        h = int(hashlib.sha256(source.encode()).hexdigest(), 16)
+        return make_result(Status.OK, val_bpb=2.5 + (h % 1000) / 1000,
+                           tokens_per_sec=1000.0 + h % 500, training_seconds=10.0)
+
+
+@pytest.mark.parametrize("share", [None, 0.0])
+def test_crossover_is_a_bandit_arm_unless_its_share_is_fixed(tmp_path, monkeypatch, share):
+    from evolve.search.bandit import CROSSOVER, Arm, arm_names
+
+    # evidence that only crossover children ever succeed
+    monkeypatch.setattr(Engine, "arms", lambda self: [
+        Arm(n, 50, 0) if n == CROSSOVER else Arm(n, 0, 50)
+        for n in arm_names(self.crossover_arm())])
+    config = EngineConfig(population=6, generations=1, prune="off", crossover_prob=share)
+    engine = make_engine(tmp_path / "run", _Hashed(), config, [])
+    assert engine.run() == 0
+    ops = [op for (op,) in engine.archive.conn.execute(
+        "SELECT operator FROM genomes WHERE generation = 1")]
+    crossed = [op for op in ops if op in ("constants", "definitions")]
+    if share is None:       # a pair drawn as one genome twice is mutated instead
+        assert len(ops) == 6 and len(crossed) >= 4, ops
+    else:
+        assert len(ops) == 6 and not crossed, ops
+
+
+def test_a_resumed_run_plans_what_the_bandit_and_tune_would_have(tmp_path):
+    """The bandit's arms (crossover included) and tune's trials come from the archive and the
+    run's random stream: stopping after generation 1 and resuming to 3 plans the same genomes
+    as running to 3 at once."""
+    def plan(run_dir, stops):
+        for generations in stops:
+            config = EngineConfig(population=5, generations=generations, prune="off")
+            engine = make_engine(run_dir, _Hashed(), config, [])
+            engine.archive.set_meta("config", config.to_dict())     # as the CLI does on resume
+            assert engine.run() == 0
+        rows = engine.archive.conn.execute(
+            "SELECT generation, genome_id, operator FROM genomes ORDER BY generation, rowid")
+        return [tuple(r) for r in rows]
+
+    straight = plan(tmp_path / "a", [3])
+    assert plan(tmp_path / "b", [1, 3]) == straight
+    ops = {op for _, _, op in straight}
+    assert len(ops) >= 3, ops                      # several arms drawn
