@@ -4,14 +4,19 @@ A task's `clock` says what its budget counts (evolve.evaluation.task):
 
 - "wall": seconds of the supervisor's monotonic clock from the first training batch. Right
   for a dedicated GPU, as in autoresearch: nothing else runs there.
-- "cpu": CPU seconds (user + system) used by the genome's whole process tree, as its cgroup
-  counts them (evolve.evaluation.cgroups), divided by the cores the supervisor grants it
-  (`Task.threads`). On an idle machine a genome that keeps its threads busy sees about the
-  wall clock; on a shared one it is charged for the time it ran, not for the time other
-  processes held the cores. With OpenMP threads that sleep rather than spin while they wait
-  (OMP_WAIT_POLICY=PASSIVE, set by the supervisor), a thread that waits for a descheduled one
-  costs nothing either. Threads beyond the grant, processes, spinning: all of it is charged,
-  so none of it buys training.
+- "cpu": the core-seconds of the cores the supervisor grants the genome (`Task.threads` of
+  them) that other processes did not take, divided by their number. Charged: the CPU time of
+  the genome's whole process tree as its cgroup counts it (evolve.evaluation.cgroups), the
+  time the granted cores sat idle (from /proc/stat: a core the genome leaves unused is its
+  choice), and the CPU time of the supervisor's thread that packs its batches. Not charged:
+  the time other processes held the granted cores. On an idle machine this is the wall
+  clock; on a shared one a genome is charged for what it got, not for what others took. With
+  OpenMP threads that sleep rather than spin while they wait (OMP_WAIT_POLICY=PASSIVE, set by
+  the supervisor) a core freed by a waiting thread goes to whoever is runnable, so an honest
+  genome's cores are rarely idle under load. Threads beyond the grant, processes, spinning:
+  all of it is charged, so none of it buys training; fewer threads than the grant leave cores
+  idle, which is charged too (adversary round 9: with CPU time alone, one torch thread on a
+  2-core grant got twice the wall time and 0.08 bpb).
 
 A CPU clock also has a wall limit: a genome that the machine starves (less than 1/WALL_FACTOR
 of its cores) or that idles is stopped WALL_FACTOR budgets after its start (TIMEOUT), so no
@@ -68,24 +73,30 @@ class BudgetClock:
 
 
 class CpuClock(BudgetClock):
-    """The genome tree's CPU seconds per granted core, read by `usage()` (seconds, or None
-    when unreadable: then the last reading stands)."""
+    """Charged core-seconds per granted core: `usage()` (the tree's CPU seconds) plus each of
+    `extra` (idle seconds of the granted cores, the feeder thread's CPU seconds), each read as
+    seconds or None when unreadable (then its last reading stands)."""
 
     kind = "cpu"
 
-    def __init__(self, usage: Callable[[], float | None], threads: int):
+    def __init__(self, usage: Callable[[], float | None], threads: int,
+                 extra: tuple[Callable[[], float | None], ...] = ()):
         super().__init__()
         if threads < 1:
             raise ValueError("a CPU clock needs the number of cores granted (threads >= 1)")
-        self.usage, self.threads = usage, threads
+        self.sources = (usage, *extra)
+        self.threads = threads
         self._u0 = 0.0
-        self._last = 0.0
+        self._last = [0.0] * len(self.sources)
+        self._lock_read = threading.Lock()
 
     def _read(self) -> float:
-        value = self.usage()
-        if value is not None:
-            self._last = max(self._last, value)    # the kernel's count never goes down
-        return self._last
+        with self._lock_read:                       # the feeder and the watch loop both read
+            for i, source in enumerate(self.sources):
+                value = source()
+                if value is not None:               # the kernel's counts never go down
+                    self._last[i] = max(self._last[i], value)
+            return sum(self._last)
 
     def _started(self) -> None:
         self._u0 = self._read()
@@ -99,14 +110,26 @@ class CpuClock(BudgetClock):
         return WALL_FACTOR * budget_s
 
 
-def make_clock(kind: str, threads: int, usage: Callable[[], float | None] | None) -> BudgetClock:
-    """The clock a task asks for; a CPU clock needs `usage` (the tree's cgroup)."""
+def make_clock(kind: str, threads: int, usage: Callable[[], float | None] | None,
+               cores: list[int] = (),
+               helper_tid: Callable[[], int | None] | None = None) -> BudgetClock:
+    """The clock a task asks for; a CPU clock needs `usage` (the tree's cgroup), the granted
+    `cores` (whose idle time is charged) and `helper_tid()`, the native id of the thread of
+    this process that serves the genome's batches once it runs (its CPU time is charged)."""
     if kind == "wall":
         return BudgetClock()
     if kind == "cpu":
         if usage is None:
             raise ValueError("the cpu clock needs the genome's cgroup to count its CPU time")
-        return CpuClock(usage, threads)
+        extra = []
+        if cores:
+            extra.append(lambda: idle_core_seconds(cores))
+        if helper_tid is not None:
+            def helper() -> float | None:
+                tid = helper_tid()
+                return None if tid is None else thread_cpu_seconds(tid)
+            extra.append(helper)
+        return CpuClock(usage, threads, tuple(extra))
     raise ValueError(f"unknown clock {kind!r}: use wall or cpu")
 
 
@@ -129,6 +152,37 @@ def grant_cores(threads: int, cores: list[int]) -> None:
             pass                                 # a core went offline: the scheduler decides
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
+
+
+def idle_core_seconds(cores: list[int]) -> float | None:
+    """Seconds the given cores have been idle (idle + iowait in /proc/stat) since boot, summed;
+    None if unreadable. Resolution: the kernel's clock tick (10 ms per core)."""
+    want = {f"cpu{c}" for c in cores}
+    total, seen = 0, 0
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                if not line.startswith("cpu"):
+                    break
+                parts = line.split()
+                if parts[0] in want:
+                    total += int(parts[4]) + int(parts[5])
+                    seen += 1
+    except (OSError, ValueError, IndexError):
+        return None
+    return total / TICKS if seen == len(want) else None
+
+
+TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100     # /proc/stat units
+
+
+def thread_cpu_seconds(tid: int) -> float | None:
+    """CPU seconds of one thread of this process (schedstat, ns); None when it is gone."""
+    try:
+        with open(f"/proc/self/task/{tid}/schedstat") as f:
+            return int(f.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def tree_cpu_seconds(pid: int) -> float | None:

@@ -133,6 +133,7 @@ class ModelProcess:
 
         self.deadline = deadline
         self.cpu_threads = int(settings.get("threads") or 0) if settings.get("cpu_clock") else 0
+        self.cpu_cores = list(settings.get("cores") or [])
         self.vocab = int(settings["vocab_size"])
         # Two output slots of the largest logits a batch can have (fp64); pages are only
         # materialised where the model process writes, so fp32 logits use half of each.
@@ -250,25 +251,30 @@ class ModelProcess:
     def timed_pass(self, x, backward: bool) -> float:
         """Seconds, on this process's clock, for the model process to run one forward (and
         with `backward`, forward + backward) pass of input tokens x (uint16 numpy [rows, T]).
-        On a cpu clock: the model process's CPU seconds for the pass per granted thread, so
-        that other load on the machine does not lower the recorded throughput."""
+        On a cpu clock: as the genome's budget clock counts (evolve.evaluation.clock), the
+        model process's CPU seconds plus the granted cores' idle seconds during the pass, per
+        granted core, so that other load does not lower the recorded throughput and a graph
+        that leaves cores idle is not timed as if it used them."""
         import numpy as np
 
-        from evolve.evaluation.clock import tree_cpu_seconds
+        from evolve.evaluation.clock import idle_core_seconds, tree_cpu_seconds
 
         rows, cols = x.shape
         payload = np.ascontiguousarray(x, dtype="<u2").tobytes()
         self._timeout()
         c0 = tree_cpu_seconds(self.proc.pid) if self.cpu_threads else None
+        i0 = idle_core_seconds(self.cpu_cores) if self.cpu_threads else None
         t = time.perf_counter()
         self.sock.sendall(model_host.REQUEST.pack(b"G", rows, cols, int(backward)) + payload)
         tag, _, r, c, _ = self._reply()
         elapsed = time.perf_counter() - t
         if c0 is not None:
             c1 = tree_cpu_seconds(self.proc.pid)
+            i1 = idle_core_seconds(self.cpu_cores)
             if c1 is None:
                 raise ModelFailure("crash", "the model process died")
-            elapsed = (c1 - c0) / self.cpu_threads
+            idle = max(0.0, i1 - i0) if i0 is not None and i1 is not None else 0.0
+            elapsed = (max(0.0, c1 - c0) + idle) / self.cpu_threads
         if tag != b"D" or (r, c) != (rows, cols):
             raise ModelFailure("crash", "the model process broke the protocol")
         return elapsed

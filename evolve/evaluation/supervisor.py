@@ -10,9 +10,10 @@
 2. a feeder thread serves training batches over a socket pair (evolve.evaluation.channel) from the
    supervisor's own packer, starts the budget clock at the first batch (or when the start-up
    allowance runs out), counts the tokens handed out and stops serving when the budget is spent;
-   the budget clock counts wall seconds or, for a task with the cpu clock, the tree's own CPU
-   seconds per granted core (evolve.evaluation.clock), with the genome pinned to those cores
-   and its threads set to their number;
+   the budget clock counts wall seconds or, for a task with the cpu clock, the granted cores'
+   time that other processes did not take (the tree's CPU time, the cores' idle time and the
+   feeder's work; evolve.evaluation.clock), with the genome pinned to those cores and its
+   threads set to their number;
 3. the supervisor's clocks are final: after budget + submit allowance the whole process tree is
    killed (TIMEOUT); too many processes or too much scratch disk is a CRASH;
 4. after the child's tree is dead, the exported model is copied (never followed) into a
@@ -436,7 +437,8 @@ class Supervisor(Outcome):
         finally:
             child_sock.close()
         cpu = cgroup.cpu_seconds if cgroup is not None and cgroup.cpu is not None else None
-        feeder.clock = make_clock(self.task.clock, self.task.threads, cpu)
+        feeder.clock = make_clock(self.task.clock, self.task.threads, cpu, self.cores,
+                                  lambda: feeder.native_id)
         feeder.start()
         try:
             return self._watch(proc, t_spawn, allowance, scratch, call, logs, common, feeder,
