@@ -460,7 +460,10 @@ class Supervisor(Outcome):
         env.update({"HOME": str(self.scratch_root), "PYTHONPATH": str(PACKAGE_ROOT),
                     "PYTHONNOUSERSITE": "1", "PYTHONUNBUFFERED": "1",
                     "PYTHONDONTWRITEBYTECODE": "1"})
-        env.update(self._thread_env())       # read once, when the zygote's torch starts
+        # Read once, when the zygote's torch starts: every forked genome's OpenMP threads
+        # sleep while they wait (the thread count is set per genome by the runner), so
+        # supervisors of both clocks share one zygote.
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
         z = zygote.shared(env, "/", _die_with_parent)
         if z is None:
             self.use_zygote = False                 # cold starts from now on

@@ -41,32 +41,46 @@ def test_eval_summary_of_a_bad_file(prepared, autoevolve_home):
     assert "Traceback" not in p.stderr
 
 
-def test_user_errors_are_one_line(tmp_path):
+def test_user_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    """One real subprocess for the exit code and stderr as a shell sees them; the other
+    mistakes through the same main() in this process (a Python start each cost ~1.5 s)."""
     p = evolve("eval", str(tmp_path / "missing.py"), home=tmp_path)
     assert p.returncode == 2 and p.stderr.strip() == f"error: {tmp_path / 'missing.py'}: no such file"
+    monkeypatch.setenv("AUTOEVOLVE_HOME", str(tmp_path))
+    monkeypatch.chdir(REPO)
+
+    def cli(*argv):
+        from evolve.cli import main
+
+        try:
+            code = main(list(argv))
+        except SystemExit as e:
+            code = e.code
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
     (tmp_path / "bin.py").write_bytes(b"\xff\xfe\x00binary")
-    p = evolve("eval", str(tmp_path / "bin.py"), home=tmp_path)
-    assert p.returncode == 2 and "UTF-8" in p.stderr and "Traceback" not in p.stderr
-    p = evolve("eval", str(ADVERSARIAL / "honest.py"), "--device", "cpu", "--budget", "-5",
-               home=tmp_path)
-    assert p.returncode == 2 and "budget must be positive" in p.stderr
-    p = evolve("eval", str(ADVERSARIAL / "honest.py"), "--device", "cpu", "--dataset",
-               "climbmix", home=tmp_path)
-    assert p.returncode == 2 and "python -m evolve prepare --dataset climbmix" in p.stderr
-    p = evolve("--help", home=tmp_path)
-    assert p.returncode == 0 and "prepare" in p.stdout and "--population" in p.stdout
-    p = evolve("--resume", str(tmp_path), "--population", "3", home=tmp_path)
-    assert p.returncode == 2 and "drop --population" in p.stderr
-    p = evolve("--resume", str(tmp_path), home=tmp_path)
-    assert p.returncode == 2 and "not a run directory" in p.stderr
-    p = evolve("--prune", "sometimes", home=tmp_path)
-    assert p.returncode == 2 and p.stderr.startswith("error: argument --prune: invalid choice")
+    code, _, err = cli("eval", str(tmp_path / "bin.py"))
+    assert code == 2 and "UTF-8" in err and "Traceback" not in err
+    code, _, err = cli("eval", str(ADVERSARIAL / "honest.py"), "--device", "cpu", "--budget", "-5")
+    assert code == 2 and "budget must be positive" in err
+    code, _, err = cli("eval", str(ADVERSARIAL / "honest.py"), "--device", "cpu", "--dataset",
+                       "climbmix")
+    assert code == 2 and "python -m evolve prepare --dataset climbmix" in err
+    code, out, _ = cli("--help")
+    assert code == 0 and "prepare" in out and "--population" in out
+    code, _, err = cli("--resume", str(tmp_path), "--population", "3")
+    assert code == 2 and "drop --population" in err
+    code, _, err = cli("--resume", str(tmp_path))
+    assert code == 2 and "not a run directory" in err
+    code, _, err = cli("--prune", "sometimes")
+    assert code == 2 and "error: argument --prune: invalid choice" in err
     (tmp_path / "corrupt").mkdir()
     (tmp_path / "corrupt" / "archive.sqlite").write_bytes(b"garbage, not sqlite" * 100)
-    p = evolve("--resume", str(tmp_path / "corrupt"), home=tmp_path)
-    assert p.returncode == 2 and "not a readable archive" in p.stderr and "Traceback" not in p.stderr
-    p = evolve("--seed", str(ADVERSARIAL / "not_python.py"), "--device", "cpu", home=tmp_path)
-    assert p.returncode == 2 and "not_python.py" in p.stderr and "not valid Python" in p.stderr
+    code, _, err = cli("--resume", str(tmp_path / "corrupt"))
+    assert code == 2 and "not a readable archive" in err and "Traceback" not in err
+    code, _, err = cli("--seed", str(ADVERSARIAL / "not_python.py"), "--device", "cpu")
+    assert code == 2 and "not_python.py" in err and "not valid Python" in err
 
 
 def run_main(argv, capsys):
