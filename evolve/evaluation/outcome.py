@@ -109,7 +109,7 @@ class Outcome:
         if killed_for == "disk":
             return done(Status.CRASH, f"wrote more than {scratch_dirs.SCRATCH_LIMIT >> 30} GiB or "
                                       f"{scratch_dirs.MAX_SCRATCH_ENTRIES:,} files and directories in scratch, "
-                                      "or paths too long to measure")
+                                      f"or directories nested deeper than {scratch_dirs.MAX_DEPTH}")
         if feeder.diverged is not None:
             return done(Status.DIVERGED, f"training loss became {feeder.diverged}")
         model = scratch / "model.pt2"

@@ -458,9 +458,12 @@ def test_no_state_can_be_kept_in_file_metadata(quick_supervisor, tmp_path):
 
 
 def test_a_deep_nest_of_directories_ends_in_a_result_and_is_removed(quick_supervisor):
+    """1,500 levels: more than MAX_DEPTH (128). Walked by full paths, each check of a nest
+    like it cost the supervisor 1.55 s of CPU charged to no one (adversary round 10,
+    supervisor_walk.py); now it is a fault, and removed."""
     before = set(quick_supervisor.scratch_root.iterdir())
     r = run(quick_supervisor, "deep_dirs")
-    assert r.status is Status.OK, r.summary()
+    assert r.status is Status.CRASH and "nested deeper than 128" in r.reason, r.summary()
     assert set(quick_supervisor.scratch_root.iterdir()) <= before      # scratch and scorer dirs gone
     assert not leftover_processes(quick_supervisor.scratch_root)
 
@@ -474,10 +477,15 @@ def test_empty_directories_count_against_the_scratch_limit(quick_supervisor, mon
     assert not leftover_processes(quick_supervisor.scratch_root)
 
 
-def test_a_path_too_long_to_measure_ends_the_run_and_is_removed(quick_supervisor):
+def test_what_lies_past_path_max_is_counted_and_removed(quick_supervisor, monkeypatch):
+    """long_path.py writes 1 MiB below a path longer than PATH_MAX: the walk goes by directory
+    descriptors, so it is counted (here against a limit of 512 KiB)."""
+    from evolve.evaluation import scratch as module
+
+    monkeypatch.setattr(module, "SCRATCH_LIMIT", 2 ** 19)
     before = set(quick_supervisor.scratch_root.iterdir())
     r = run(quick_supervisor, "long_path")
-    assert r.status is Status.CRASH and "paths too long to measure" in r.reason, r.summary()
+    assert r.status is Status.CRASH and "in scratch" in r.reason, r.summary()
     assert set(quick_supervisor.scratch_root.iterdir()) <= before
     assert not leftover_processes(quick_supervisor.scratch_root)
 
@@ -489,6 +497,29 @@ def test_disk_use_counts_blocks_of_directories(tmp_path):
         (tmp_path / f"d{i}").mkdir()
     assert _dir_size(tmp_path) >= 50 * 512                 # sizes of files alone: 0
     assert _dir_size(tmp_path, max_entries=10) == SCRATCH_LIMIT + 1
+
+
+def test_disk_use_is_measured_past_path_max_and_deep_nests_are_a_fault(tmp_path):
+    import time
+
+    from evolve.evaluation.scratch import MAX_DEPTH, SCRATCH_LIMIT, _dir_size
+
+    fd = os.open(tmp_path, os.O_RDONLY)
+    for _ in range(100):                            # 100 x 201 bytes: past PATH_MAX
+        os.mkdir("n" * 200, dir_fd=fd)
+        fd, old = os.open("n" * 200, os.O_RDONLY, dir_fd=fd), fd
+        os.close(old)
+    with open(os.open("payload", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd), "wb") as f:
+        f.write(b"x" * 2 ** 20)
+    t = time.process_time()
+    assert 2 ** 20 <= _dir_size(tmp_path) < SCRATCH_LIMIT
+    assert time.process_time() - t < 0.5            # ~2 ms: no entry costs its depth
+    for _ in range(MAX_DEPTH - 100):
+        os.mkdir("m", dir_fd=fd)
+        fd, old = os.open("m", os.O_RDONLY, dir_fd=fd), fd
+        os.close(old)
+    os.close(fd)
+    assert _dir_size(tmp_path) == SCRATCH_LIMIT + 1
 
 
 def test_a_fault_of_the_supervisor_is_a_crash_result_not_an_exception(quick_supervisor, monkeypatch):
