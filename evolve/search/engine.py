@@ -522,8 +522,19 @@ class Engine:
                                      if not r.ok and r.status is not Status.PRUNED)),
             "pruned": sum(r.status is Status.PRUNED for r in new_results),
             "population": len(population), "elapsed_s": elapsed,
-            "eta_s": elapsed / done_gens * remaining if done_gens else None,
+            "eta_s": self._eta(elapsed, done_gens, remaining),
         }
+
+    def _eta(self, elapsed: float, done_gens: int, remaining: int) -> float | None:
+        """Seconds left: by generations, or by the compute cap when that comes first (a
+        capped run asks for 100,000 generations and stops long before)."""
+        if not done_gens:
+            return None
+        eta = elapsed / done_gens * remaining
+        spent = self.archive.compute_seconds()
+        if self.config.compute_s is not None and spent > 0:
+            eta = min(eta, elapsed * max(0.0, self.config.compute_s - spent) / spent)
+        return eta
 
     def _resume_line(self, start: int, planned: list[str] | None) -> str:
         """What a resumed run found, said before anything runs."""

@@ -286,6 +286,7 @@ def test_a_run_stops_when_its_evaluations_spent_the_compute_budget(tmp_path):
     assert [g["generation"] for g in engine.archive.generations()] == [0]    # one, then stop
     assert engine.archive.compute_seconds() > 0
     assert logs[-1].startswith("stopping: the evaluations took") and "--compute" in logs[-1]
+    assert "eta 0m00s" in logs[-2], logs[-2]      # by the cap, not by 50 generations
     assert EngineConfig(compute_s=0.0).problem() == "--compute must be a positive number of seconds"
 
 
