@@ -318,7 +318,9 @@ def cmd_run(args) -> int:
         _close_cluster(cluster)
         return _fail(str(e))
     log(f"{config.strategy}: population {config.population}, generations {config.generations}, "
-        f"budget {task.budget_s:g} s on {task.device} x{emap.slots}"
+        f"budget {task.budget_s:g} s"
+        + (f" of core time ({task.threads} core(s) per genome)" if task.clock == "cpu" else "")
+        + f" on {task.device} x{emap.slots}"
         + (f" (Dask cluster {args.cluster})" if args.cluster else "") + f", {len(seeds)} seed(s)")
     tty = sys.stderr.isatty()
     engine = Engine(archive, emap, config, seeds, log=log, show_progress=tty,
