@@ -34,6 +34,15 @@ def _task_args(p: argparse.ArgumentParser) -> None:
                         "other load does not decide the score; wall on cuda)")
 
 
+def run_header(config, task, slots: int, cluster: str | None, seeds: int) -> str:
+    """The run's first line: strategy, sizes, and what the budget counts."""
+    budget = f"budget {task.budget_s:g} s" + (
+        f" of core time ({task.threads} core(s) per genome)" if task.clock == "cpu" else "")
+    return (f"{config.strategy}: population {config.population}, generations "
+            f"{config.generations}, {budget} on {task.device} x{slots}"
+            + (f" (Dask cluster {cluster})" if cluster else "") + f", {seeds} seed(s)")
+
+
 def _clock(device: str, asked: str | None) -> str:
     """The budget clock: as asked, else cpu for a CPU task where it can be measured."""
     from evolve.evaluation.supervisor import cpu_clock_problem
@@ -317,11 +326,7 @@ def cmd_run(args) -> int:
             proposer.close()
         _close_cluster(cluster)
         return _fail(str(e))
-    log(f"{config.strategy}: population {config.population}, generations {config.generations}, "
-        f"budget {task.budget_s:g} s"
-        + (f" of core time ({task.threads} core(s) per genome)" if task.clock == "cpu" else "")
-        + f" on {task.device} x{emap.slots}"
-        + (f" (Dask cluster {args.cluster})" if args.cluster else "") + f", {len(seeds)} seed(s)")
+    log(run_header(config, task, emap.slots, args.cluster, len(seeds)))
     tty = sys.stderr.isatty()
     engine = Engine(archive, emap, config, seeds, log=log, show_progress=tty,
                     progress_lines=not tty, proposer=proposer, on_generation=_plots(run_dir))

@@ -69,3 +69,19 @@ def test_the_clock_and_threads_enter_the_fingerprint_only_when_set():
                                            dataclasses.replace(wall, threads=2))}
     assert len(prints) == 4
     assert "clock must be one of" in dataclasses.replace(wall, clock="tsc").problem()
+
+
+def test_the_run_header_says_what_the_budget_counts():
+    import dataclasses
+
+    from evolve.cli import run_header
+    from evolve.search.engine import EngineConfig
+
+    config = EngineConfig(population=3, generations=1)
+    wall = Task.for_device("cpu", budget_s=1.0)
+    assert run_header(config, wall, 1, None, 1) == \
+        "evolve: population 3, generations 1, budget 1 s on cpu x1, 1 seed(s)"
+    cpu = dataclasses.replace(wall, clock="cpu", threads=2)
+    assert run_header(config, cpu, 1, "tcp://h:8786", 2) == (
+        "evolve: population 3, generations 1, budget 1 s of core time (2 core(s) per genome) "
+        "on cpu x1 (Dask cluster tcp://h:8786), 2 seed(s)")
