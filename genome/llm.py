@@ -16,7 +16,8 @@ Prompts on seeds/baseline.py are ~24k characters bare and up to ~41k (mutation) 
 (crossover) with a full context, i.e. roughly 7-17k tokens: give local servers a context of
 32k tokens (Ollama's default is much smaller and cuts the prompt silently).
 
-One proposal = up to 1 + edit_retries replies of the same model, drawn by weight from `rng`. A
+One proposal = up to 1 + edit_retries replies of the same model: the one the caller names (the
+engine's operator bandit draws it), else one drawn by weight from `rng`. A
 reply is used when it parses, its edits apply (genome.edits) and the child passes
 genome.edits.vet_child (contract, static check, new identity, not a near duplicate). Each
 HTTP call becomes a CallRecord with its outcome:
@@ -327,32 +328,39 @@ class LLMClient:
     # -- proposals ---------------------------------------------------------------------------
 
     def propose_mutation(self, parent_source: str, parent_meas: Measurement, ctx: PromptContext,
-                         known_ids: frozenset[str], rng: random.Random) -> Proposal:
-        """A child of one parent (module docstring)."""
+                         known_ids: frozenset[str], rng: random.Random,
+                         model: str | None = None) -> Proposal:
+        """A child of one parent (module docstring); `model`: None draws one by weight."""
         messages = mutation_prompt(parent_source, parent_meas, ctx)
         return self._propose("llm_mutate", parent_source, (parent_source,), messages,
-                             known_ids, rng)
+                             known_ids, rng, model)
 
     def propose_crossover(self, a_src: str, a_meas: Measurement, b_src: str, b_meas: Measurement,
                           ctx: PromptContext, known_ids: frozenset[str],
-                          rng: random.Random) -> Proposal:
+                          rng: random.Random, model: str | None = None) -> Proposal:
         """A child combining two parents; its edits apply to parent A."""
         messages = crossover_prompt(a_src, a_meas, b_src, b_meas, ctx)
-        return self._propose("llm_cross", a_src, (a_src, b_src), messages, known_ids, rng)
+        return self._propose("llm_cross", a_src, (a_src, b_src), messages, known_ids, rng,
+                             model)
 
     def _propose(self, operator: str, base: str, parents: tuple[str, ...], messages: list[dict],
-                 known_ids: frozenset[str], rng: random.Random) -> Proposal:
+                 known_ids: frozenset[str], rng: random.Random,
+                 model: str | None = None) -> Proposal:
         try:
-            return self._propose_unguarded(operator, base, parents, messages, known_ids, rng)
+            return self._propose_unguarded(operator, base, parents, messages, known_ids, rng,
+                                           model)
         except Exception as e:      # a bug of ours must not reach the engine's loop
             return Proposal(None, "", operator, (), f"llm operator error: {type(e).__name__}: "
                                                     f"{self._scrub(_first_line(e, 200))}")
 
     def _propose_unguarded(self, operator: str, base: str, parents: tuple[str, ...],
                            messages: list[dict], known_ids: frozenset[str],
-                           rng: random.Random) -> Proposal:
+                           rng: random.Random, model: str | None = None) -> Proposal:
         s = self.settings
-        model = pick_model(s.models, rng)
+        if model is None:
+            model = pick_model(s.models, rng)
+        elif model not in dict(s.models):
+            raise ValueError(f"model {model!r} is not one of --llm-model")
         messages = list(messages)
         calls: list[CallRecord] = []
         description, reason = "", ""

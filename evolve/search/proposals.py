@@ -1,7 +1,7 @@
 """LLM proposals for the engine: the prompt context from the archive, made ahead of time.
 
     proposer = Proposer(client, program_text, concurrency=4, max_tokens=None)
-    proposer.launch(generation, parent_pairs, ctx, known_ids)   # returns at once
+    proposer.launch(generation, parent_pairs, meas, ctx, known_ids, models)   # returns at once
     ...                                                         # evaluations run meanwhile
     made, waited_s = proposer.collect(generation)               # [(Proposal, parents)], seconds
 
@@ -117,24 +117,32 @@ class Proposer:
         self.pending: dict[int, list[tuple[Future, list]]] = {}
         self.lock = threading.Lock()
 
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The configured model names, in --llm-model order."""
+        return tuple(m for m, _ in self.client.settings.models)
+
     def capped(self, tokens_used: int) -> bool:
         return self.max_tokens is not None and tokens_used >= self.max_tokens
 
     def launch(self, generation: int, parents_list: list[list], measurements: dict,
-               ctx: PromptContext, known_ids: frozenset[str]) -> int:
-        """Start one proposal per entry of parents_list (1 parent: mutation, 2: crossover)."""
+               ctx: PromptContext, known_ids: frozenset[str],
+               models: list[str | None] | None = None) -> int:
+        """Start one proposal per entry of parents_list (1 parent: mutation, 2: crossover),
+        the i-th by models[i] (None, or no list: a model drawn by the --llm-model weights)."""
         jobs = []
-        for i, parents in enumerate(parents_list):
+        models = list(models) if models is not None else [None] * len(parents_list)
+        for i, (parents, model) in enumerate(zip(parents_list, models, strict=True)):
             rng = random.Random(f"llm-{generation}-{i}")
             if len(parents) == 2:
                 a, b = parents
                 fut = self.pool.submit(self.client.propose_crossover, a.source,
                                        measurements[a.id], b.source, measurements[b.id], ctx,
-                                       known_ids, rng)
+                                       known_ids, rng, model)
             else:
                 p = parents[0]
                 fut = self.pool.submit(self.client.propose_mutation, p.source,
-                                       measurements[p.id], ctx, known_ids, rng)
+                                       measurements[p.id], ctx, known_ids, rng, model)
             jobs.append((fut, parents))
         with self.lock:
             self.pending.setdefault(generation, []).extend(jobs)
