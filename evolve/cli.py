@@ -255,7 +255,7 @@ def cmd_run(args) -> int:
                 rng_seed=args.rng_seed if args.rng_seed is not None else 0,
                 max_failed_generations=(args.max_failed_generations
                                         if args.max_failed_generations is not None else 3),
-                llm_share=args.llm_share if args.llm_share is not None else 0.25,
+                llm_share=args.llm_share,
                 prune=args.prune or "shadow", bandit=not args.no_bandit,
                 compute_s=args.compute)
         except ValueError as e:
@@ -390,10 +390,27 @@ def _proposer(args, config, log):
     if problem:
         client.close()
         return None, f"LLM endpoint: {problem}"
-    log(f"LLM operators on: {args.llm_model}, {config.llm_share:.0%} of offspring, "
+    log(f"LLM operators on: {args.llm_model}, {_llm_share_line(config, settings.models)}, "
         f"{args.llm_concurrency} concurrent proposals")
     return Proposer(client, program.read_text(), concurrency=args.llm_concurrency,
                     max_tokens=args.max_llm_tokens), None
+
+
+def _llm_share_line(config, models) -> str:
+    """How the run decides the LLM's offspring: by the bandit (each model an arm) or fixed."""
+    from evolve.search.engine import LLM_SHARE
+
+    bandit = config.bandit and not config.operator_weights
+    weighted = len(models) > 1 and len({w for _, w in models}) > 1
+    if not bandit:
+        share = LLM_SHARE if config.llm_share is None else config.llm_share
+        return f"{share:.0%} of offspring" + (", models by weight" if len(models) > 1 else "")
+    line = ("share and model drawn by the operator bandit, each model an arm"
+            if config.llm_share is None else
+            f"{config.llm_share:.0%} of offspring, model drawn by the operator bandit")
+    if weighted:
+        line += " (the :W weights apply only with --no-bandit or --operator-weights)"
+    return line
 
 
 def _plots(run_dir: Path):
@@ -552,7 +569,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "OPENAI_BASE_URL and OPENAI_API_KEY)")
     llm.add_argument("--llm-model", default=None, metavar="NAME[:W],...",
                      help="model(s) for LLM mutation and crossover, e.g. gpt-4.1-mini or a:3,b:1")
-    llm.add_argument("--llm-share", type=float, default=None, help="share of offspring (0.25)")
+    llm.add_argument("--llm-share", type=float, default=None,
+                     help="fixed share of offspring from the language model (default: the "
+                          "operator bandit decides; 0.25 with --no-bandit or --operator-weights)")
     llm.add_argument("--llm-concurrency", type=int, default=4, help="proposals in flight (4)")
     llm.add_argument("--max-llm-tokens", type=int, default=None,
                      help="stop proposing after this many prompt + completion tokens")

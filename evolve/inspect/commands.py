@@ -155,8 +155,8 @@ def cmd_show(args) -> int:
     print(f"totals: {totals(run)}")
     ops = run.operators
     if ops.children.sum():
-        print("operators (mutation children evaluated; success: beat the parent beyond the noise "
-              "floor, or on the front; p: chance to be drawn first)")
+        print("operators (bandit arms: children evaluated; success: beat the parent beyond the "
+              "noise floor, or on the front; p: chance to be drawn first)")
         rows = [[o.operator, str(o.children), f"{o.successes}",
                  f"{o.success_rate:.0%}" if o.children else "-", f"{o.probability:.2f}"]
                 for o in ops.itertuples()]

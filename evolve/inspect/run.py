@@ -141,24 +141,32 @@ class Run:
     @property
     def operators(self) -> pd.DataFrame:
         """The operator bandit as the engine sees it now (evolve.search.bandit): per mutation
-        operator (and crossover, where it is an arm), its evaluated children, successes (beat the first parent by more than the
+        operator (and crossover, and each language model as `llm:<model>`, where they are
+        arms), its evaluated children, successes (beat the first parent by more than the
         noise floor, or on the front), failures, success_rate and probability (how often the
         bandit would draw it first, before a parent it does not apply to passes the draw on; uniform when the run draws without it: --no-bandit or
         --operator-weights)."""
         from evolve.search import bandit
 
         by_id = self.df.set_index("genome_id")
-        children = [bandit.Child(
-            r.operator, r.status != "pending", None if r.val_bpb != r.val_bpb else r.val_bpb,
-            _first_parent_bpb(by_id, r.parent_ids), bool(r.on_front))
-            for r in self.df.itertuples() if bandit.arm_of(r.operator) is not None]
+        children = []
+        for r in self.df.itertuples():
+            operator = bandit.child_operator(r.operator, r.llm_model if isinstance(
+                r.llm_model, str) else None)
+            if bandit.arm_of(operator) is not None:
+                children.append(bandit.Child(
+                    operator, r.status != "pending", None if r.val_bpb != r.val_bpb else r.val_bpb,
+                    _first_parent_bpb(by_id, r.parent_ids), bool(r.on_front)))
         config = self.meta.get("config", {})
         drawn = config.get("bandit", True) and not config.get("operator_weights")
         # crossover is an arm where the engine let the bandit decide its share (as
         # Engine.crossover_arm; runs from before it had a fixed 0.2)
         crossover = drawn and config.get("crossover_prob", 0.2) is None and \
             config.get("strategy", "evolve") == "evolve"
-        arms = bandit.credit(bandit.arm_names(crossover), children, self.noise_floor)
+        # each language model the run was given is an arm where the bandit draws (as
+        # Engine.llm_arms); runs from before recorded no models and fixed the LLM's share
+        models = self.meta.get("llm_models", []) if drawn else []
+        arms = bandit.credit(bandit.arm_names(crossover, models), children, self.noise_floor)
         p = bandit.probabilities(arms) if drawn else {a.name: 1 / len(arms) for a in arms}
         return pd.DataFrame([{"operator": a.name, "children": a.children,
                               "successes": a.successes, "failures": a.failures,

@@ -228,6 +228,13 @@ class Archive:
                 [(generation, genome_id, operator, c.model, c.prompt_tokens, c.completion_tokens,
                   c.latency_s, c.outcome, c.error, c.started_at) for c in calls])
 
+    def llm_models(self) -> dict[str, str]:
+        """The model that wrote each language-model child: genome_id -> model (the applied
+        call's; a child proposed twice keeps its first)."""
+        rows = self.conn.execute("SELECT genome_id, model FROM llm_calls WHERE genome_id IS NOT "
+                                 "NULL AND outcome = 'applied' ORDER BY call_id DESC").fetchall()
+        return dict(rows)
+
     def llm_tokens(self) -> int:
         """Prompt plus completion tokens of every call so far (for --max-llm-tokens)."""
         row = self.conn.execute("SELECT COALESCE(SUM(COALESCE(prompt_tokens, 0) + "

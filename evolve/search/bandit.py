@@ -2,7 +2,9 @@
 
 Each mutation operator (genome.operators.MUTATIONS, `tune` included) is an arm, and so is
 crossover (one arm, CROSSOVER, for genome.operators.CROSSOVERS) where the engine lets the bandit
-decide the crossover share (no --crossover-prob given). A child is a
+decide the crossover share (no --crossover-prob given), and so is each configured language model
+(`llm:<model>`, credited with the children of that model's LLM mutations and crossovers) where
+a model is configured. A child is a
 success when it scored and either beat its first parent's mean val_bpb by more than the run's
 noise floor or is on the Pareto front now; a failure when it was evaluated and is not (failed
 evaluations included); a child not evaluated yet does not count. The next operator is drawn by
@@ -15,8 +17,8 @@ on its archive and its rng seed: a resumed run plans what it would have.
 from its archive, `python -m evolve show` and `run.operators` from the run's DataFrame, so both
 apply this one rule. `probabilities` estimates how often each arm would be drawn now.
 
-What it does not do: choose among language models (the LLM share and --llm-model weights
-decide); apply an operator.
+What it does not do: apply an operator or call a model (the engine does: it draws the language
+models' arms a generation ahead, when it launches their proposals; evolve.search.engine).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from typing import Iterable, Sequence
 
 PRIOR = (1.0, 1.0)          # Beta(successes + 1, failures + 1): every arm keeps being tried
 CROSSOVER = "crossover"     # the arm of every crossover operator
+LLM_PREFIX = "llm:"         # a language model's arm is LLM_PREFIX + its name
+LLM_OPERATORS = ("llm_mutate", "llm_cross")   # the operators of a model's children
 DRAWS = 4000                # Monte Carlo draws behind `probabilities`
 
 
@@ -59,19 +63,35 @@ def success(child: Child, noise: float) -> bool:
     return beat or child.on_front
 
 
-def arm_names(crossover: bool) -> list[str]:
-    """The arms: every mutation operator, and crossover when the bandit decides its share."""
+def arm_names(crossover: bool, models: Sequence[str] = ()) -> list[str]:
+    """The arms: every mutation operator, crossover when the bandit decides its share, and
+    one per language model."""
     from genome.operators import MUTATIONS
 
-    return list(MUTATIONS) + ([CROSSOVER] if crossover else [])
+    return list(MUTATIONS) + ([CROSSOVER] if crossover else []) + [llm_arm(m) for m in models]
+
+
+def llm_arm(model: str) -> str:
+    return LLM_PREFIX + model
+
+
+def model_of(arm: str) -> str | None:
+    """The model of a language model's arm, None for any other arm."""
+    return arm[len(LLM_PREFIX):] if arm.startswith(LLM_PREFIX) else None
+
+
+def child_operator(operator: str, model: str | None) -> str:
+    """What a child credits: a language model's children its model's arm (when the model is
+    known), every other child its operator."""
+    return llm_arm(model) if operator in LLM_OPERATORS and model else operator
 
 
 def arm_of(operator: str) -> str | None:
-    """The arm a child's operator credits: itself for a mutation, CROSSOVER for a crossover,
-    None for anything else (seeds, language-model proposals)."""
+    """The arm a child's operator credits: itself for a mutation or a model's arm, CROSSOVER
+    for a crossover, None for anything else (seeds, a model's child of unknown model)."""
     from genome.operators import CROSSOVERS, MUTATIONS
 
-    if operator in MUTATIONS:
+    if operator in MUTATIONS or model_of(operator):
         return operator
     return CROSSOVER if operator in CROSSOVERS else None
 

@@ -15,10 +15,15 @@ confirms a new best by evaluating it a second time, and selects the next populat
 - random:    operators applied to parents drawn uniformly from every scored genome, no selection.
 All three spend the same number of evaluations for the same flags, so they compare fairly.
 
-With a language model configured (evolve.search.proposals), a share `llm_share` of each generation's
-offspring comes from LLM mutation or crossover; those proposals are launched one generation
-ahead, while the evaluations of the current one run, and the time the engine still had to wait
-for them is reported in the generation summary.
+With a language model configured (evolve.search.proposals), some of each generation's offspring
+come from LLM mutation or crossover. How many, and by which model, the operator bandit decides,
+each model one arm beside the AST operators (a fixed `llm_share` fixes how many, and the bandit
+then picks only the models; with --no-bandit or --operator-weights the share is LLM_SHARE
+unless given and the --llm-model weights pick). Those proposals are launched one generation
+ahead, while the evaluations of the current one run, from the arms credited with the children
+of the finished generations; the time the engine still had to wait for them is reported in the
+generation summary. A resumed run launches them again (the model's replies are not
+reproducible; the AST offspring of a plan are).
 
 Resume: everything the loop needs is derived from the archive (the last finished
 generation's population, and the plan of an unfinished one), and the random stream of each
@@ -47,6 +52,8 @@ from evolve.search.workers import EvalMap
 STRATEGIES = ("evolve", "hillclimb", "random")
 MAX_TRIES = 20              # attempts at a never-seen child before a duplicate is accepted
 CROSSOVER_PROB = 0.2        # the crossover share when neither the user nor the bandit sets it
+LLM_SHARE = 0.25            # the LLM's share of offspring when neither the user nor the bandit
+                            # sets it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +68,9 @@ class EngineConfig:
     confirm: bool = True                        # re-evaluate a new best before declaring it
     max_failed_generations: int = 3
     rng_seed: int = 0
-    llm_share: float = 0.25                     # share of offspring proposed by the LLM, when on
+    llm_share: float | None = None              # share of offspring proposed by the LLM, when
+                                                # on; None: the bandit decides (LLM_SHARE where
+                                                # it does not draw)
     prune: str = "shadow"                       # off | shadow (judge, record) | on (judge, stop)
     bandit: bool = True                         # draw mutations by the operator bandit, else
                                                 # uniformly (operator_weights, when given, win)
@@ -81,7 +90,7 @@ class EngineConfig:
             return f"--strategy must be one of {', '.join(STRATEGIES)}"
         if self.crossover_prob is not None and not 0.0 <= self.crossover_prob <= 1.0:
             return "--crossover-prob must be within 0..1"
-        if not 0.0 <= self.llm_share <= 1.0:
+        if self.llm_share is not None and not 0.0 <= self.llm_share <= 1.0:
             return "--llm-share must be within 0..1"
         if self.prune not in MODES:
             return f"--prune must be one of {', '.join(MODES)}"
@@ -198,22 +207,34 @@ class Engine:
         return (c.crossover_prob is None and c.bandit and not c.operator_weights
                 and c.strategy == "evolve")
 
-    def arms(self) -> list:
-        """The operator bandit's arms, credited from every evaluated child in the archive."""
+    def llm_arms(self) -> bool:
+        """Whether each language model is one of the bandit's arms (a model is configured
+        and the bandit draws)."""
+        return (self.proposer is not None and self.config.bandit
+                and not self.config.operator_weights)
+
+    def arms(self, llm: bool = False, before: int | None = None) -> list:
+        """The operator bandit's arms, credited from every evaluated child in the archive;
+        `llm`: with one arm per language model; `before`: only children planned before that
+        generation."""
         from evolve.search import bandit
         from evolve.search.noise import noise_floor_of
 
         front = set(self.front())
+        models = self.archive.llm_models() if self.proposer is not None else {}
         children = []
         for g in self.archive.genome_ids():
             genome = self.archive.genome(g)
-            if bandit.arm_of(genome.operator) is None:
+            operator = bandit.child_operator(genome.operator, models.get(g))
+            if bandit.arm_of(operator) is None or (before is not None
+                                                   and genome.generation >= before):
                 continue
             parent = self.stats(genome.parents[0]).bpb if genome.parents else None
-            children.append(bandit.Child(genome.operator, self.stats(g).n > 0,
+            children.append(bandit.Child(operator, self.stats(g).n > 0,
                                          self.stats(g).bpb, parent, g in front))
-        return bandit.credit(bandit.arm_names(self.crossover_arm()), children,
-                             noise_floor_of(self.archive))
+        names = bandit.arm_names(self.crossover_arm(),
+                                 self.proposer.models if llm and self.llm_arms() else ())
+        return bandit.credit(names, children, noise_floor_of(self.archive))
 
     def front(self) -> list[str]:
         """The Pareto front over (mean val_bpb down, mean tokens/s up) of the scored genomes
@@ -374,24 +395,42 @@ class Engine:
         """Start the LLM proposals of `generation` now, while the previous one evaluates."""
         if self.proposer is None or generation > self.config.generations:
             return
-        k = round(self.config.llm_share * self.config.population)
-        if k == 0:
-            return
         if self.proposer.capped(self.archive.llm_tokens()):
             if not self._cap_said:
                 self.log(f"LLM token cap of {self.proposer.max_tokens} reached: continuing with "
                          "the AST operators and crossover only")
                 self._cap_said = True
             return
+        rng = random.Random(f"{self.config.rng_seed}-llm-{generation}")
+        models = self._llm_models(generation, rng)
+        if not models:
+            return
         from evolve.search.proposals import parent_measurement, prompt_context
 
-        rng = random.Random(f"{self.config.rng_seed}-llm-{generation}")
         pick = self._picker(population)
-        parents_list = [pick(rng) for _ in range(k)]
+        parents_list = [pick(rng) for _ in models]
         meas = {p.id: parent_measurement(self.archive, p.id) for ps in parents_list for p in ps}
         ctx = prompt_context(self.archive, self.proposer.program)
         self.proposer.launch(generation, parents_list, meas, ctx,
-                             frozenset(self.archive.genome_ids()))
+                             frozenset(self.archive.genome_ids()), models)
+
+    def _llm_models(self, generation: int, rng: random.Random) -> list[str | None]:
+        """The model of each LLM proposal for `generation` (None: drawn by --llm-model
+        weights). Where the models are arms, the bandit draws once per offspring slot over every
+        arm (a fixed --llm-share: as many draws over the models' arms as the share gives),
+        from the children of the generations finished before this launch."""
+        from evolve.search import bandit
+
+        n, share = self.config.population, self.config.llm_share
+        if not self.llm_arms():
+            return [None] * round((LLM_SHARE if share is None else share) * n)
+        arms = self.arms(llm=True, before=generation - 1)
+        if share is not None:
+            models = [a for a in arms if bandit.model_of(a.name)]
+            draws = [bandit.choose(models, rng) for _ in range(round(share * n))]
+        else:
+            draws = [bandit.choose(arms, rng) for _ in range(n)]
+        return [bandit.model_of(d) for d in draws if bandit.model_of(d)]
 
     def _collect_llm(self, generation: int) -> list[str]:
         self._llm_note, self._llm_wait = "", 0.0
@@ -549,6 +588,10 @@ class Engine:
 
     def run(self) -> int:
         """Run (or resume) to the last generation. Returns 0, or 1 when stopped by failures."""
+        if self.proposer is not None:       # the models' arms, for run.operators and `show`
+            known = self.archive.meta().get("llm_models", [])
+            self.archive.set_meta("llm_models",
+                                  list(dict.fromkeys([*known, *self.proposer.models])))
         gens = self.archive.generations()
         finished = [g for g in gens if g["population"] is not None]
         plans = {g["generation"]: g["planned"] for g in gens}

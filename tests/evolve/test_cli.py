@@ -166,3 +166,18 @@ def test_data_preparation_draws_no_progress_bars_into_a_log(capsys, tmp_path, mo
                           "--seed", str(ADVERSARIAL / "honest.py")], capsys)
     assert code == 2 and err[-1] == "error: no data here (test)", err
     assert asked == {"progress": False}
+
+
+def test_the_llm_line_says_who_decides_the_models_share():
+    from evolve.cli import _llm_share_line
+    from evolve.search.engine import EngineConfig
+
+    two = (("a", 3.0), ("b", 1.0))
+    line = _llm_share_line(EngineConfig(), two)
+    assert line.startswith("share and model drawn by the operator bandit") and ":W" in line
+    assert ":W" not in _llm_share_line(EngineConfig(), (("a", 1.0), ("b", 1.0)))
+    assert _llm_share_line(EngineConfig(llm_share=0.5), two).startswith(
+        "50% of offspring, model drawn by the operator bandit")
+    assert _llm_share_line(EngineConfig(bandit=False), two) == "25% of offspring, models by weight"
+    assert _llm_share_line(EngineConfig(operator_weights=(("tune", 1.0),), llm_share=0.1),
+                           (("a", 1.0),)) == "10% of offspring"

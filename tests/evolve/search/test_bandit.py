@@ -41,3 +41,20 @@ def test_crossover_children_credit_one_crossover_arm():
     # without the arm, crossover children credit nothing
     assert all(a.children == 0 for a in credit(arm_names(False), [
         Child("constants", True, 2.9, 3.0, False)], 0.05))
+
+
+def test_each_language_model_is_an_arm_credited_with_its_own_children():
+    from evolve.search.bandit import arm_names, arm_of, child_operator, llm_arm, model_of
+
+    assert arm_names(False, ["a", "b:7b"])[-2:] == ["llm:a", "llm:b:7b"]
+    assert model_of(llm_arm("b:7b")) == "b:7b" and model_of("tune") is None
+    # a model's children credit its arm, whether they came from LLM mutation or crossover
+    assert child_operator("llm_mutate", "a") == child_operator("llm_cross", "a") == "llm:a"
+    assert child_operator("llm_mutate", None) == "llm_mutate"     # model unknown: no arm
+    assert arm_of("llm:a") == "llm:a" and arm_of("llm_mutate") is None
+    assert child_operator("tune", "a") == "tune"
+    arms = credit(arm_names(False, ["a", "b"]), [
+        Child("llm:a", True, 2.9, 3.0, False), Child("llm:a", True, 2.9, 3.0, False),
+        Child("llm:b", True, 3.2, 3.0, False),
+        Child("llm:gone", True, 2.0, 3.0, True)], 0.05)        # a model no longer configured
+    assert arms[-2:] == [Arm("llm:a", 2, 0), Arm("llm:b", 0, 1)]

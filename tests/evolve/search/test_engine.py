@@ -385,3 +385,99 @@ def test_a_resumed_run_plans_what_the_bandit_and_tune_would_have(tmp_path):
     assert plan(tmp_path / "b", [1, 3]) == straight
     ops = {op for _, _, op in straight}
     assert len(ops) >= 3, ops                      # several arms drawn
+
+
+class _ModelClient:
+    """A stand-in LLMClient behind the real Proposer: each proposal edits the parent's
+    learning rate (a fresh value from the proposal's stream) and records which model the
+    engine asked for. Model "good" writes rates that score well under _ByRate, "bad" ones
+    that score badly."""
+
+    def __init__(self, models):
+        from genome.llm import LLMSettings
+
+        self.settings = LLMSettings(models=tuple((m, 1.0) for m in models),
+                                    base_url="http://127.0.0.1:9/v1", api_key="k")
+        self.asked: list[str | None] = []
+
+    def propose_mutation(self, parent_source, parent_meas, ctx, known_ids, rng, model=None):
+        import re
+
+        from genome.llm import CallRecord, Proposal
+
+        self.asked.append(model)
+        rate = (0.001 if model == "good" else 0.9) * (1 + rng.random())
+        child = re.sub(r"LEARNING_RATE = [0-9.e-]+", f"LEARNING_RATE = {rate:.6f}",
+                       parent_source)
+        return Proposal(child, f"{model}: learning rate {rate:.6f}", "llm_mutate",
+                        (CallRecord(model or "?", 100, 10, 0.01, "applied", "", 0.0),))
+
+    def propose_crossover(self, a_src, a_meas, b_src, b_meas, ctx, known_ids, rng, model=None):
+        return self.propose_mutation(a_src, a_meas, ctx, known_ids, rng, model)
+
+    def close(self):
+        pass
+
+
+class _ByRate(_Hashed):
+    """_Hashed (2.5-3.5 bpb), except that a learning rate below 0.0025 (good's) gains one,
+    and one above 0.1 (bad's) loses one."""
+
+    def evaluate(self, source, progress=None, env=None, pruner=None):
+        import dataclasses
+        import re
+
+        result = super().evaluate(source, progress, env, pruner)
+        rate = float(re.search(r"LEARNING_RATE = ([0-9.e-]+)", source).group(1))
+        shift = -1.0 if rate < 0.0025 else (1.0 if rate > 0.1 else 0.0)
+        return dataclasses.replace(result, val_bpb=result.val_bpb + shift)
+
+
+@pytest.mark.parametrize("mode", ["bandit", "share", "fixed"])
+def test_each_language_model_is_a_bandit_arm(tmp_path, mode):
+    """With a model configured, the bandit decides how many offspring the models propose
+    and which model, each model one arm credited with its own children (mode "bandit"); a
+    fixed --llm-share fixes how many, the bandit still picks the model ("share"); with
+    --operator-weights the share is LLM_SHARE and the models are left to their weights."""
+    from genome.record import Genome
+
+    from evolve.inspect.run import load_run
+    from evolve.search.bandit import Arm
+    from evolve.search.engine import LLM_SHARE
+    from evolve.search.proposals import Proposer
+    from evolve.search.workers import LocalMap
+
+    client = _ModelClient(["good", "bad"])
+    proposer = Proposer(client, "program", concurrency=1)
+    config = EngineConfig(population=8, generations=4, prune="off", confirm=False,
+                          llm_share=0.5 if mode == "share" else None,
+                          operator_weights=(("constant", 1.0),) if mode == "fixed" else ())
+    sup = _ByRate()
+    archive = Archive.create(tmp_path / "run", {"config": config.to_dict(), "task": {},
+                                                "fingerprint": "fake"})
+    engine = Engine(archive, LocalMap(sup), config, [Genome.seed(TINY.read_text(), "tiny")],
+                    log=lambda _: None, show_progress=False, proposer=proposer)
+    assert engine.run() == 0
+    llm = archive.conn.execute("SELECT generation, operator FROM genomes WHERE operator IN "
+                               "('llm_mutate', 'llm_cross') ORDER BY rowid").fetchall()
+    arms = {a.name: a for a in engine.arms(llm=True)}
+    proposer.close()
+    archive.close()
+    if mode == "fixed":
+        assert set(client.asked) == {None}                         # the weights pick
+        assert len(client.asked) == 4 * round(LLM_SHARE * 8) and "llm:good" not in arms
+        return
+    assert set(client.asked) <= {"good", "bad"} and "good" in client.asked
+    # the children of each model credit its arm: good's beat their parents more often (bad's
+    # succeed only on the front, by their throughput)
+    good, bad = arms["llm:good"], arms["llm:bad"]
+    assert good.successes >= 1 and good.successes / good.children > \
+        bad.successes / max(1, bad.children), (good, bad)
+    assert arms["llm:good"].children + arms["llm:bad"].children == len(llm)
+    if mode == "share":
+        assert len(client.asked) == 4 * 4                          # half of 8, 4 generations
+        assert client.asked[-4:].count("good") >= 3, client.asked   # learnt by the last one
+    ops = load_run(tmp_path / "run").operators.set_index("operator")
+    for name in ("llm:good", "llm:bad"):                  # run.operators: the same credit
+        assert (ops.loc[name, "successes"], ops.loc[name, "failures"]) == \
+            (arms[name].successes, arms[name].failures), (name, ops, arms)

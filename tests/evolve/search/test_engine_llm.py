@@ -67,6 +67,8 @@ def test_llm_children_are_evaluated_and_accounted(prepared, tmp_path):
     assert set(llm.description) == {"lower the learning rate to 0.002", "wider embedding, 48 channels"}
     assert (llm.prompt_tokens > 0).all() and (llm.llm_model == "test-model").all()
     assert (llm.generation == 1).all() and llm.n_evals.min() == 1
+    # the model is an arm of the operator bandit, credited with both its children
+    assert run.operators.set_index("operator").loc["llm:test-model", "children"] == 2
     outcomes = list(run.llm_calls.outcome)
     assert outcomes.count("applied") == 2 and "apply_failed" in outcomes
     assert "duplicate" in outcomes and "invalid" in outcomes
