@@ -442,7 +442,6 @@ def test_each_language_model_is_a_bandit_arm(tmp_path, mode):
     from genome.record import Genome
 
     from evolve.inspect.run import load_run
-    from evolve.search.bandit import Arm
     from evolve.search.engine import LLM_SHARE
     from evolve.search.proposals import Proposer
     from evolve.search.workers import LocalMap
