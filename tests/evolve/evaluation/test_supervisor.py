@@ -344,6 +344,21 @@ def test_nothing_can_be_left_in_dev_shm(quick_supervisor, tmp_path):
     assert not glob.glob("/dev/shm/autoevolve-shm-probe-*")
 
 
+def test_inductor_s_parallel_compile_pool_works_in_the_sandbox(quick_supervisor, tmp_path):
+    """torch.compile builds kernels in a pool of worker processes; in the sandbox the pool
+    starts (a private /dev/shm holds its semaphores) and its workers run jobs, so compiling
+    a genome is not serial (issue 13)."""
+    from tests.conftest import FIXTURES
+
+    quick_supervisor.evaluate((FIXTURES / "genomes" / "compile_pool.py").read_text(),
+                              log_dir=tmp_path)
+    out = (tmp_path / "stdout.txt").read_text().strip()
+    assert out.startswith("POOL "), out + (tmp_path / "stderr.txt").read_text()[-2000:]
+    kind, threads, result = out.split()[1:4]
+    cores = len(os.sched_getaffinity(0))       # the genome is granted this process's cores
+    assert kind == "SubprocPool" and int(threads) >= min(2, cores) and float(result) == 4.0, out
+
+
 @pytest.mark.skipif(not {"mountns", "ipcns", "netns"} <= set(sandbox.namespaces()[1]),
                     reason="needs mount, IPC and network namespaces")
 def test_no_state_survives_and_nothing_else_is_visible(quick_supervisor, tmp_path):
