@@ -103,6 +103,10 @@ class MemoryCgroup:
                 return True
         return False
 
+    def processes(self) -> list[int]:
+        """The pids of every process in the cgroup (those that left the genome's session too)."""
+        return [int(p) for p in _read(self.path / "cgroup.procs").split() if p.isdigit()]
+
     def cpu_seconds(self) -> float | None:
         """CPU time (user + system) the tree's processes and threads have used since they
         entered, the dead ones included, in seconds; None where it is not counted. The kernel
