@@ -21,7 +21,10 @@ clock and scores the submitted model). Sized for one 80 GB H100; every size foll
 constants below, so shrink DEPTH, ASPECT_RATIO, HEAD_DIM or DEVICE_BATCH_SIZE for smaller devices.
 
 What it does not do: compute its own score, see validation data, or download kernels (attention
-is torch's scaled_dot_product_attention; short windows use a cached boolean band mask).
+is torch's scaled_dot_product_attention, short windows with a cached boolean band mask, except
+when training short windows on CUDA: FlexAttention with a block mask, compiled, skips the key
+tiles outside the window. The exported model keeps the band mask, the same attention: torch
+2.13 cannot save a FlexAttention graph, and FlexAttention has no backward on CPU).
 """
 import gc
 import math
@@ -29,6 +32,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
 from evolve import harness
 
@@ -100,6 +104,17 @@ def apply_rotary(x, cos, sin):
     return torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin), dim=-1)
 
 
+def window_block_mask(window, seq_len, device):
+    """FlexAttention's block mask for causal attention over the last `window` tokens (a query
+    sees itself and window - 1 keys before it): tiles of 128 x 128 tokens wholly outside that
+    band are skipped, tiles wholly inside it are not masked."""
+
+    def visible(b, h, q, k):
+        return torch.logical_and(q >= k, q - k < window)
+
+    return create_block_mask(visible, None, None, seq_len, seq_len, device=device)
+
+
 def has_value_embedding(layer):
     """Alternating layers carry a value embedding, always including the last one."""
     return layer % 2 == (DEPTH - 1) % 2
@@ -115,7 +130,7 @@ class Attention(nn.Module):
         self.gate_channels = min(VE_GATE_CHANNELS, MODEL_DIM)
         self.ve_gate = nn.Linear(self.gate_channels, N_HEAD, bias=False) if has_value_embedding(layer) else None
 
-    def forward(self, x, ve, cos, sin, mask):
+    def forward(self, x, ve, cos, sin, mask, block_mask):
         B, T, _ = x.shape
         q = self.c_q(x).view(B, T, N_HEAD, HEAD_DIM)
         k = self.c_k(x).view(B, T, N_HEAD, HEAD_DIM)
@@ -128,6 +143,8 @@ class Attention(nn.Module):
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, H, T, D]
         if mask is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        elif block_mask is not None and torch.is_grad_enabled():  # training on CUDA
+            y = flex_attention(q, k, v, block_mask=block_mask)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.c_proj(y.transpose(1, 2).reshape(B, T, MODEL_DIM))
@@ -151,8 +168,8 @@ class Block(nn.Module):
         self.attn = Attention(layer)
         self.mlp = MLP()
 
-    def forward(self, x, ve, cos, sin, mask):
-        x = x + self.attn(rms_norm(x), ve, cos, sin, mask)
+    def forward(self, x, ve, cos, sin, mask, block_mask=None):
+        x = x + self.attn(rms_norm(x), ve, cos, sin, mask, block_mask)
         return x + self.mlp(rms_norm(x))
 
 
@@ -174,6 +191,8 @@ class GPT(nn.Module):
         pos = torch.arange(seq_len)
         offset = pos[:, None] - pos[None, :]
         self.register_buffer("short_mask", (offset >= 0) & (offset < SHORT_WINDOW), persistent=False)
+        # the same band for FlexAttention, on CUDA (built once: the sequence length is fixed)
+        self.short_block_mask = window_block_mask(SHORT_WINDOW, seq_len, harness.DEVICE) if CUDA else None
         self.init_weights()
 
     @torch.no_grad()
@@ -199,7 +218,8 @@ class GPT(nn.Module):
             x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0
             ve = self.value_embeds[str(i)](idx) if str(i) in self.value_embeds else None
             mask = None if block.window >= T else self.short_mask[:T, :T]
-            x = block(x, ve, cos, sin, mask)
+            flex = self.short_block_mask if T == self.short_mask.size(0) else None
+            x = block(x, ve, cos, sin, mask, flex)
         logits = self.lm_head(rms_norm(x)).float()
         return LOGIT_SOFTCAP * torch.tanh(logits / LOGIT_SOFTCAP)
 

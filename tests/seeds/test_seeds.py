@@ -6,6 +6,8 @@
   those lines, then it trains for a few seconds, exports and scores. Its variants differ from it
   only in constants (checked on the syntax tree), so that run covers their code. On a machine
   with CUDA, the `gpu`-marked test evaluates baseline.py for real.
+- The GPU seeds' FlexAttention windows equal their band mask and skip the tiles outside it
+  (forward on CPU; values and gradients on CUDA in a `gpu`-marked test).
 - Every seed passes the contract check.
 """
 
@@ -101,6 +103,72 @@ def test_gpu_variants_are_baseline_with_other_constants(path):
     assert changed, f"{path.name} is baseline.py itself"
     for k in changed:
         assert isinstance(eval(constants[k], {}), (int, float, str, tuple)), k
+
+
+def _seed_function(name: str):
+    """A top-level function of seeds/baseline.py, run alone (the seed trains when imported)."""
+    import torch
+    from torch.nn.attention import flex_attention as flex
+
+    tree = ast.parse((SEEDS / "baseline.py").read_text())
+    (node,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name]
+    namespace = {"torch": torch, "math": math, "create_block_mask": flex.create_block_mask}
+    exec(compile(ast.Module([node], []), "baseline.py", "exec"), namespace)
+    return namespace[name]
+
+
+def _band(window: int, T: int):
+    import torch
+
+    pos = torch.arange(T)
+    offset = pos[:, None] - pos[None, :]
+    return (offset >= 0) & (offset < window)         # the seeds' short_mask
+
+
+@pytest.mark.parametrize("window, T", [(32, 64), (100, 384), (128, 256), (1, 256), (256, 256)])
+def test_flex_attention_windows_match_the_band_mask_and_skip_tiles(window, T):
+    """The GPU seeds train short windows with FlexAttention: the same attention as the band
+    mask of their exported model (on CPU, forward only: FlexAttention has no backward there),
+    visiting only the 128 x 128 tiles that meet the band."""
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.attention.flex_attention import flex_attention
+
+    block_mask = _seed_function("window_block_mask")(window, T, "cpu")
+    g = torch.Generator().manual_seed(window * 1000 + T)
+    q, k, v = (torch.randn(2, 3, T, 16, generator=g) for _ in range(3))
+    with torch.no_grad():
+        want = F.scaled_dot_product_attention(q, k, v, attn_mask=_band(window, T))
+        got = flex_attention(q, k, v, block_mask=block_mask)
+    assert (got - want).abs().max().item() < 1e-5
+    tiles = -(-T // 128)
+    band = _band(window, T)
+    meets = sum(bool(band[i * 128:(i + 1) * 128, j * 128:(j + 1) * 128].any())
+                for i in range(tiles) for j in range(tiles))
+    visited = int(block_mask.kv_num_blocks.sum() + block_mask.full_kv_num_blocks.sum())
+    assert visited == meets                           # no tile outside the band is visited
+    if (window, T) == (100, 384):
+        assert visited < tiles * (tiles + 1) // 2     # fewer than causal attention visits
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
+def test_flex_attention_windows_train_like_the_band_mask_on_gpu():
+    """On CUDA the seeds train through FlexAttention (compiled): values and gradients as the
+    band mask's, in fp32."""
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.attention.flex_attention import flex_attention
+
+    T, window = 1024, 512
+    block_mask = _seed_function("window_block_mask")(window, T, "cuda")
+    q, k, v = (torch.randn(2, 4, T, 64, device="cuda", requires_grad=True) for _ in range(3))
+    got = torch.compile(flex_attention)(q, k, v, block_mask=block_mask)
+    grads = torch.autograd.grad(got.square().sum(), (q, k, v))
+    want = F.scaled_dot_product_attention(q, k, v, attn_mask=_band(window, T).cuda())
+    ref = torch.autograd.grad(want.square().sum(), (q, k, v))
+    assert (got - want).abs().max().item() < 1e-3
+    assert all((a - b).abs().max().item() < 1e-2 for a, b in zip(grads, ref))
 
 
 @pytest.mark.gpu
