@@ -52,8 +52,17 @@ def _dir_size(path: Path, max_entries: int | None = None) -> int:
     max_entries = MAX_SCRATCH_ENTRIES if max_entries is None else max_entries
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
     gone = (errno.ENOENT, errno.ENOTDIR)
+    # Why O_NOATIME: a directory's access time tells its owner when it was listed, i.e. when
+    # the supervisor looks (adversary round 12 timed its hiding to the walk; where the owner
+    # differs, without CAP_FOWNER, the kernel refuses the flag and the walk goes without it).
     try:
-        root = os.open(path, flags)
+        root = os.open(path, flags | os.O_NOATIME)
+        flags |= os.O_NOATIME
+    except PermissionError:
+        try:
+            root = os.open(path, flags)
+        except OSError as err:
+            return 0 if err.errno in gone else SCRATCH_LIMIT + 1
     except OSError as err:
         return 0 if err.errno in gone else SCRATCH_LIMIT + 1
     stack: list = []                       # (descriptor, its listing), one per open level
@@ -101,7 +110,7 @@ def held_bytes(pids: Iterable[int], device: int) -> int:
     `_dir_size` cannot see them, having no name; adversary round 11 (unlinked_fill.py) held 3
     files of 4 GiB this way, past the scratch limit, on the host's disk. Each file counts once.
 
-    Descriptors come from /proc/PID/fd, mappings from /proc/PID/map_files (stat() through a
+    Descriptors come from /proc/PID/task/TID/fd, mappings from .../map_files (stat() through a
     process's links reaches the file, named or not, without opening it); where map_files is
     not readable (no CAP_SYS_ADMIN), each deleted mapping of the device counts its length from
     /proc/PID/maps. Files held in flight (a descriptor sent over a unix socket and not yet
@@ -111,27 +120,48 @@ def held_bytes(pids: Iterable[int], device: int) -> int:
     made non-dumpable hides them from a supervisor without CAP_SYS_PTRACE) is a fault by
     itself: SCRATCH_LIMIT + 1, as `_dir_size` returns for a directory it cannot list."""
     sizes: dict[int, int] = {}
+
+    def count(path: str) -> None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 0 and st.st_dev == device:
+            sizes[st.st_ino] = max(sizes.get(st.st_ino, 0), st.st_blocks * 512)
+
     for pid in pids:
-        for where in ("fd", "map_files"):
-            base = f"/proc/{pid}/{where}"
+        # Every thread's descriptor table (adversary round 12, zombie_leader.py: a process
+        # whose main thread exited alone lists no descriptors under /proc/PID/fd while its
+        # other threads hold them; and a thread may have a table of its own), and the mappings
+        # of the first thread that shows any (the threads of a process share them).
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue                           # the process is gone
+        mapped = False
+        for tid in tasks:
+            base = f"/proc/{pid}/task/{tid}"
             try:
-                names = os.listdir(base)
+                for name in os.listdir(f"{base}/fd"):
+                    count(f"{base}/fd/{name}")
+            except PermissionError:            # made unreadable (PR_SET_DUMPABLE 0): hiding
+                return SCRATCH_LIMIT + 1
+            except OSError:
+                continue                       # the thread is gone
+            if mapped:
+                continue
+            try:
+                names = os.listdir(f"{base}/map_files")
             except PermissionError:
-                if where == "fd":              # made unreadable (PR_SET_DUMPABLE 0): hiding
-                    return SCRATCH_LIMIT + 1
-                if where == "map_files":
-                    for inode, n in _deleted_mappings(pid, device).items():
-                        sizes[inode] = max(sizes.get(inode, 0), n)
+                for inode, n in _deleted_mappings(pid, device).items():
+                    sizes[inode] = max(sizes.get(inode, 0), n)
+                mapped = True
                 continue
             except OSError:
-                continue                       # the process is gone
+                continue
             for name in names:
-                try:
-                    st = os.stat(f"{base}/{name}")
-                except OSError:
-                    continue
-                if stat.S_ISREG(st.st_mode) and st.st_nlink == 0 and st.st_dev == device:
-                    sizes[st.st_ino] = max(sizes.get(st.st_ino, 0), st.st_blocks * 512)
+                count(f"{base}/map_files/{name}")
+            mapped = bool(names)
     return sum(sizes.values())
 
 

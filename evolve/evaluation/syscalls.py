@@ -9,7 +9,7 @@ host. `drop_capabilities` gives up every capability for good (bounding set, secu
 hostname changes, modules, mounts and namespaces, io_uring, bpf, perf, ptrace-like reads),
 socket families other than IPv4 and IPv6 (pathname unix sockets reach the host), socketpairs
 other than streams, sendmsg (descriptors in flight in a socket hide deleted files from the
-scratch limit), clone with a namespace flag, and setpriority on a whole user. x86_64 and aarch64; elsewhere the filter is reported missing.
+scratch limit), inotify (it shows when the supervisor walks the scratch directory), clone with a namespace flag, and setpriority on a whole user. x86_64 and aarch64; elsewhere the filter is reported missing.
 
 Nothing here decides a status. Run: imported by evolve.evaluation.sandbox.harden.
 """
@@ -62,7 +62,8 @@ def drop_capabilities() -> str | None:
 # adversary carried trained weights between evaluations in xattrs), and sendmsg: a descriptor
 # sent over a socket and never received keeps its file's blocks allocated where neither the
 # scratch walk nor the processes' descriptors show it (evolve.evaluation.scratch.held_bytes);
-# send() and sendto() carry bytes only, and stay. chmod stays allowed: linkers
+# send() and sendto() carry bytes only, and stay. And inotify: a watch on the scratch directory
+# told an adversary when the supervisor's walk ran, and it held its disk between walks. chmod stays allowed: linkers
 # and compilers (torch.compile's C++ path) set modes on what they build; outside the scratch
 # directory the read-only mounts of evolve.evaluation.sandbox refuse it where a mount namespace
 # exists.
@@ -83,7 +84,8 @@ _DENY = {
                "removexattr": 197, "lremovexattr": 198, "fremovexattr": 199,
                "setxattrat": 463, "removexattrat": 466, "utime": 132, "utimes": 235,
                "futimesat": 261, "utimensat": 280, "chown": 92, "fchown": 93, "lchown": 94,
-               "fchownat": 260, "sendmsg": 46, "sendmmsg": 307},
+               "fchownat": 260, "sendmsg": 46, "sendmmsg": 307, "inotify_init": 253,
+               "inotify_init1": 294},
     "aarch64": {"add_key": 217, "request_key": 218, "keyctl": 219, "adjtimex": 171,
                 "clock_adjtime": 266, "clock_settime": 112, "settimeofday": 170,
                 "sethostname": 161, "setdomainname": 162, "mknodat": 33, "kexec_load": 104,
@@ -98,7 +100,7 @@ _DENY = {
                 "setxattr": 5, "lsetxattr": 6, "fsetxattr": 7, "removexattr": 14,
                 "lremovexattr": 15, "fremovexattr": 16, "setxattrat": 463,
                 "removexattrat": 466, "utimensat": 88, "fchownat": 54, "fchown": 55,
-                "sendmsg": 211, "sendmmsg": 269},
+                "sendmsg": 211, "sendmmsg": 269, "inotify_init1": 26},
 }
 # Conditional rules: (syscall, numbers per arch): socket families other than IPv4 and IPv6
 # (unix, vsock, packet, netlink...), clone with a namespace flag, setpriority on a whole user.

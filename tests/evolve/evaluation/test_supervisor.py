@@ -524,6 +524,26 @@ def test_deleted_files_the_genome_holds_count_against_the_scratch_limit(quick_su
     assert not leftover_processes(quick_supervisor.scratch_root)
 
 
+@pytest.mark.parametrize("name, old, new", [
+    # a helper whose main thread exited alone: /proc/PID/fd lists nothing, its thread holds them
+    ("zombie_leader", "COUNT, SIZE = 3, 4 * 2 ** 30 - 4096", "COUNT, SIZE = 3, 64 * 2 ** 20"),
+    # stdout and stderr unlinked and filled through fds 1 and 2 on the way out, after the last
+    # check of a live tree: counted once more when the tree is dead
+    ("log_hide", "SIZE = 4 * 2 ** 30 - 4096", "SIZE = 128 * 2 ** 20"),
+])
+def test_disk_hidden_from_the_checks_is_counted(quick_supervisor, monkeypatch, name, old, new):
+    """Adversary round 12: two ways to hold disk past the scratch limit (here 64 MiB, the
+    files 3 x 64 and 2 x 128 MiB) out of the checks' sight, each an honest trainer otherwise."""
+    from evolve.evaluation import scratch as module
+
+    monkeypatch.setattr(module, "SCRATCH_LIMIT", 64 * 2 ** 20)
+    source = (ADVERSARIAL / f"{name}.py").read_text()
+    assert old in source
+    r = quick_supervisor.evaluate(source.replace(old, new))
+    assert r.status is Status.CRASH and "in scratch" in r.reason, r.summary()
+    assert not leftover_processes(quick_supervisor.scratch_root)
+
+
 def test_held_bytes_finds_deleted_files_by_descriptor_and_mapping(tmp_path):
     """scratch.held_bytes on a real process: a deleted file held open, another mapped with its
     descriptor closed, each counted once at its allocated size; a named file and a memfd are
@@ -641,7 +661,7 @@ def test_root_inside_the_sandbox_can_do_nothing_privileged(quick_supervisor, tmp
     assert set(results) == {"keyring", "adjtimex", "hostname", "mknod", "kmsg", "vsock",
                             "unix_socket", "socketpair", "unshare_user", "mincore", "fadvise",
                             "shadow", "cgroup_procs", "setxattr", "utime", "chown",
-                            "dgram_pair", "send_fds", "send_plain"}, results
+                            "dgram_pair", "send_fds", "send_plain", "inotify"}, results
     assert results.pop("socketpair") == "ok"          # pipes between a genome's own processes
     assert results.pop("send_plain") == "ok"          # bytes, not descriptors
     assert set(results.values()) == {"refused"}, results
