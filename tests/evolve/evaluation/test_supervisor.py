@@ -796,3 +796,12 @@ def test_a_genome_with_mixed_dtypes_scores_under_the_tasks_autocast(prepared, qu
     assert r.status is Status.INVALID, r.summary()
     assert "failed on an eval-shaped batch" in r.reason and "dtype" in r.reason, r.reason
     assert r.scoring_seconds is None
+
+
+def test_a_cuda_genome_gets_expandable_segments_unless_the_user_chose():
+    from evolve.evaluation.supervisor import device_env
+
+    assert device_env("cpu", {}) == {}
+    assert device_env("cuda", {}) == {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
+    assert device_env("cuda:1", {"PYTORCH_CUDA_ALLOC_CONF": "max_split_size_mb:128"}) == {
+        "PYTORCH_CUDA_ALLOC_CONF": "max_split_size_mb:128"}
