@@ -181,3 +181,16 @@ def test_the_llm_line_says_who_decides_the_models_share():
     assert _llm_share_line(EngineConfig(bandit=False), two) == "25% of offspring, models by weight"
     assert _llm_share_line(EngineConfig(operator_weights=(("tune", 1.0),), llm_share=0.1),
                            (("a", 1.0),)) == "10% of offspring"
+
+
+def test_the_gpu_check_says_in_one_line_when_there_is_no_gpu():
+    import pytest
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: the check would run for minutes")
+    p = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh")], capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 2 and p.stdout.strip().splitlines() == [
+        "gpu_check: no CUDA device is visible (torch.cuda.is_available() is False); nothing "
+        "checked"], (p.stdout, p.stderr)
