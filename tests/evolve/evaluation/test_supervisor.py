@@ -350,7 +350,7 @@ def test_inductor_s_parallel_compile_pool_works_in_the_sandbox(quick_supervisor,
     a genome is not serial (issue 13)."""
     from tests.conftest import FIXTURES
 
-    quick_supervisor.evaluate((FIXTURES / "genomes" / "compile_pool.py").read_text(),
+    quick_supervisor.evaluate((FIXTURES / "sandbox" / "compile_pool.py").read_text(),
                               log_dir=tmp_path)
     out = (tmp_path / "stdout.txt").read_text().strip()
     assert out.startswith("POOL "), out + (tmp_path / "stderr.txt").read_text()[-2000:]
