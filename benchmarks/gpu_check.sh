@@ -11,11 +11,15 @@
 # DATASET is stdlib (embedded, needs no network) or a prepared climbmix/PATH; a device without
 # network cannot download climbmix, so prepare it where there is one and carry the data
 # ($AUTOEVOLVE_HOME). About 7 minutes at the defaults (estimate: never run on a GPU here).
-# Without a visible CUDA device it says so on one line and exits 2.
+# Without an NVIDIA driver or a visible CUDA device it says so on one line and exits 2.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUDGET="${1:-120}"
 DATASET="${2:-stdlib}"
+if ! command -v nvidia-smi > /dev/null; then
+    echo "gpu_check: no NVIDIA driver here (nvidia-smi not found); nothing checked"
+    exit 2
+fi
 if ! python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
     echo "gpu_check: no CUDA device is visible (torch.cuda.is_available() is False); nothing checked"
     exit 2

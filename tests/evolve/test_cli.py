@@ -184,13 +184,14 @@ def test_the_llm_line_says_who_decides_the_models_share():
 
 
 def test_the_gpu_check_says_in_one_line_when_there_is_no_gpu():
-    import pytest
-    import torch
+    import shutil
 
-    if torch.cuda.is_available():
-        pytest.skip("a GPU is visible: the check would run for minutes")
+    import pytest
+
+    if shutil.which("nvidia-smi"):
+        pytest.skip("an NVIDIA driver is here: the check would run for minutes")
     p = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh")], capture_output=True,
                        text=True, timeout=120)
     assert p.returncode == 2 and p.stdout.strip().splitlines() == [
-        "gpu_check: no CUDA device is visible (torch.cuda.is_available() is False); nothing "
-        "checked"], (p.stdout, p.stderr)
+        "gpu_check: no NVIDIA driver here (nvidia-smi not found); nothing checked"], (
+        p.stdout, p.stderr)
