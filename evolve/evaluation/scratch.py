@@ -189,6 +189,25 @@ def _deleted_mappings(pid: int, device: int) -> dict[int, int]:
     return out
 
 
+def disk_used(scratch: Path, pids: Iterable[int]) -> int:
+    """What a genome takes on the scratch filesystem: its scratch tree, plus the deleted files
+    its processes `pids` still hold (`held_bytes`)."""
+    try:
+        device = os.stat(scratch).st_dev
+    except OSError:
+        return SCRATCH_LIMIT + 1
+    return _dir_size(scratch) + held_bytes(pids, device)
+
+
+def unlinked_bytes(f) -> int:
+    """Allocated bytes of an open file whose name is gone (the walk misses it)."""
+    try:
+        st = os.fstat(f.fileno())
+    except OSError:
+        return 0
+    return st.st_blocks * 512 if st.st_nlink == 0 else 0
+
+
 def remove_tree(path: Path) -> None:
     """Remove a directory the genome wrote into, whatever it made there: no recursion (deep
     nests), no link followed, directories it made unreadable opened up first; what a path

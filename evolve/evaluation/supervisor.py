@@ -56,7 +56,7 @@ from evolve.evaluation.feeder import FILE_LIMIT, Feeder
 from evolve.evaluation.outcome import Outcome
 from evolve.evaluation.result import EvalResult, Status, make_result
 from evolve.evaluation import scratch as scratch_dirs
-from evolve.evaluation.scratch import _dir_size, _pid_alive, _read_tail, remove_tree, sweep_scratch
+from evolve.evaluation.scratch import _pid_alive, _read_tail, remove_tree, sweep_scratch
 from evolve.evaluation.task import Task, home_dir
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]     # holds evolve/ and kernels/
@@ -189,15 +189,6 @@ def device_env(device: str, environ) -> dict[str, str]:
         return {}
     return {"PYTORCH_CUDA_ALLOC_CONF": environ.get("PYTORCH_CUDA_ALLOC_CONF")
             or "expandable_segments:True"}
-
-
-def _unlinked_bytes(f) -> int:
-    """Allocated bytes of an open file of ours whose name is gone (the walk misses it)."""
-    try:
-        st = os.fstat(f.fileno())
-    except OSError:
-        return 0
-    return st.st_blocks * 512 if st.st_nlink == 0 else 0
 
 
 class Supervisor(Outcome):
@@ -493,17 +484,6 @@ class Supervisor(Outcome):
         return z
 
 
-    @staticmethod
-    def _disk_used(scratch: Path, members: list[int], cgroup) -> int:
-        """What the genome takes on the scratch filesystem: its scratch tree, plus the deleted
-        files its processes still hold (scratch.held_bytes)."""
-        try:
-            device = os.stat(scratch).st_dev
-        except OSError:
-            return scratch_dirs.SCRATCH_LIMIT + 1
-        pids = set(members) | set(cgroup.processes() if cgroup is not None else ())
-        return _dir_size(scratch) + scratch_dirs.held_bytes(pids, device)
-
     def _watch(self, proc, t_spawn, allowance, scratch, call, logs, common, feeder, parent_sock,
                out_f, err_f, cgroup) -> EvalResult:
         task = self.task
@@ -550,7 +530,9 @@ class Supervisor(Outcome):
                 if len(members) > sandbox.MAX_PROCS or (
                         cgroup is not None and cgroup.tasks_refused()):
                     killed_for = "procs"
-                elif self._disk_used(scratch, members, cgroup) > scratch_dirs.SCRATCH_LIMIT:
+                elif scratch_dirs.disk_used(scratch, set(members) | set(
+                        cgroup.processes() if cgroup is not None else ())) \
+                        > scratch_dirs.SCRATCH_LIMIT:
                     killed_for = "disk"
                 # Why 4x: these checks (a walk of up to MAX_SCRATCH_ENTRIES entries, the
                 # tree's descriptors) cost the supervisor CPU the genome is not charged; at
@@ -590,8 +572,8 @@ class Supervisor(Outcome):
         # evaluation returns, also when the genome unlinked them and filled them through its
         # descriptors 1 and 2 on its way out (adversary round 12, log_hide.py): count them
         # once more, then keep only what was read.
-        if killed_for is None and self._disk_used(scratch, [], None) + sum(
-                _unlinked_bytes(f) for f in (out_f, err_f)) > scratch_dirs.SCRATCH_LIMIT:
+        if killed_for is None and scratch_dirs.disk_used(scratch, ()) + sum(
+                scratch_dirs.unlinked_bytes(f) for f in (out_f, err_f)) > scratch_dirs.SCRATCH_LIMIT:
             killed_for = "disk"
         for f in (out_f, err_f):
             try:
