@@ -110,8 +110,9 @@ def held_bytes(pids: Iterable[int], device: int) -> int:
     `_dir_size` cannot see them, having no name; adversary round 11 (unlinked_fill.py) held 3
     files of 4 GiB this way, past the scratch limit, on the host's disk. Each file counts once.
 
-    Descriptors come from /proc/PID/task/TID/fd, mappings from .../map_files (stat() through a
-    process's links reaches the file, named or not, without opening it); where map_files is
+    Descriptors come from /proc/PID/task/TID/fd, mappings from .../map_files, the running
+    program from .../exe (stat() through a process's links reaches the file, named or not,
+    without opening it); where map_files is
     not readable (no CAP_SYS_ADMIN), each deleted mapping of the device counts its length from
     /proc/PID/maps. Files held in flight (a descriptor sent over a unix socket and not yet
     received) are out of reach: the genome's seccomp filter refuses sendmsg, which carries them
@@ -141,6 +142,9 @@ def held_bytes(pids: Iterable[int], device: int) -> int:
         mapped = False
         for tid in tasks:
             base = f"/proc/{pid}/task/{tid}"
+            # a program run from scratch and deleted stays allocated while it runs, with no
+            # descriptor or mapping left (adversary round 13, exe_hold.py)
+            count(f"{base}/exe")
             try:
                 for name in os.listdir(f"{base}/fd"):
                     count(f"{base}/fd/{name}")

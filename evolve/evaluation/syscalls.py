@@ -9,7 +9,8 @@ host. `drop_capabilities` gives up every capability for good (bounding set, secu
 hostname changes, modules, mounts and namespaces, io_uring, bpf, perf, ptrace-like reads),
 socket families other than IPv4 and IPv6 (pathname unix sockets reach the host), socketpairs
 other than streams, sendmsg (descriptors in flight in a socket hide deleted files from the
-scratch limit), inotify (it shows when the supervisor walks the scratch directory), clone with a namespace flag, and setpriority on a whole user. x86_64 and aarch64; elsewhere the filter is reported missing.
+scratch limit), file notifications (inotify, fanotify, F_NOTIFY: they show when the supervisor
+walks the scratch directory), clone with a namespace flag, and setpriority on a whole user. x86_64 and aarch64; elsewhere the filter is reported missing.
 
 Nothing here decides a status. Run: imported by evolve.evaluation.sandbox.harden.
 """
@@ -62,8 +63,9 @@ def drop_capabilities() -> str | None:
 # adversary carried trained weights between evaluations in xattrs), and sendmsg: a descriptor
 # sent over a socket and never received keeps its file's blocks allocated where neither the
 # scratch walk nor the processes' descriptors show it (evolve.evaluation.scratch.held_bytes);
-# send() and sendto() carry bytes only, and stay. And inotify: a watch on the scratch directory
-# told an adversary when the supervisor's walk ran, and it held its disk between walks. chmod stays allowed: linkers
+# send() and sendto() carry bytes only, and stay. And file notifications (inotify, fanotify,
+# and fcntl F_NOTIFY below): a watch on the scratch directory told an adversary when the
+# supervisor's walk ran, and it let go of its disk for the few milliseconds of each walk. chmod stays allowed: linkers
 # and compilers (torch.compile's C++ path) set modes on what they build; outside the scratch
 # directory the read-only mounts of evolve.evaluation.sandbox refuse it where a mount namespace
 # exists.
@@ -85,7 +87,7 @@ _DENY = {
                "setxattrat": 463, "removexattrat": 466, "utime": 132, "utimes": 235,
                "futimesat": 261, "utimensat": 280, "chown": 92, "fchown": 93, "lchown": 94,
                "fchownat": 260, "sendmsg": 46, "sendmmsg": 307, "inotify_init": 253,
-               "inotify_init1": 294},
+               "inotify_init1": 294, "fanotify_init": 300, "fanotify_mark": 301},
     "aarch64": {"add_key": 217, "request_key": 218, "keyctl": 219, "adjtimex": 171,
                 "clock_adjtime": 266, "clock_settime": 112, "settimeofday": 170,
                 "sethostname": 161, "setdomainname": 162, "mknodat": 33, "kexec_load": 104,
@@ -100,7 +102,8 @@ _DENY = {
                 "setxattr": 5, "lsetxattr": 6, "fsetxattr": 7, "removexattr": 14,
                 "lremovexattr": 15, "fremovexattr": 16, "setxattrat": 463,
                 "removexattrat": 466, "utimensat": 88, "fchownat": 54, "fchown": 55,
-                "sendmsg": 211, "sendmmsg": 269, "inotify_init1": 26},
+                "sendmsg": 211, "sendmmsg": 269, "inotify_init1": 26, "fanotify_init": 262,
+                "fanotify_mark": 263},
 }
 # Conditional rules: (syscall, numbers per arch): socket families other than IPv4 and IPv6
 # (unix, vsock, packet, netlink...), clone with a namespace flag, setpriority on a whole user.
@@ -109,6 +112,8 @@ _SOCKETPAIR = {"x86_64": 53, "aarch64": 199}
 _CLONE = {"x86_64": 56, "aarch64": 220}
 _CLONE3 = {"x86_64": 435, "aarch64": 435}
 _SETPRIORITY = {"x86_64": 141, "aarch64": 140}
+_FCNTL = {"x86_64": 72, "aarch64": 25}
+_F_NOTIFY = 1026                      # fcntl command: directory change notifications (dnotify)
 _CLONE_NEW_ANY = 0x7E020080           # NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET|NEWTIME
 _EPERM, _ENOSYS = 1, 38
 
@@ -131,6 +136,10 @@ def seccomp_program(arch: str) -> list[tuple[int, int, int, int]]:
     prog += [_bpf(JEQ, _CLONE[arch], 0, 4), _bpf(LD, arg0), _bpf(JSET, _CLONE_NEW_ANY, 0, 1),
              _bpf(RET, ERRNO | _EPERM), _bpf(LD, nr)]
     prog += [_bpf(JEQ, _SETPRIORITY[arch], 0, 4), _bpf(LD, arg0), _bpf(JEQ, 2, 0, 1),     # PRIO_USER
+             _bpf(RET, ERRNO | _EPERM), _bpf(LD, nr)]
+    # fcntl(fd, F_NOTIFY, ...): dnotify, the oldest of the file notifications refused above
+    arg1 = arg0 + 8
+    prog += [_bpf(JEQ, _FCNTL[arch], 0, 4), _bpf(LD, arg1), _bpf(JEQ, _F_NOTIFY, 0, 1),
              _bpf(RET, ERRNO | _EPERM), _bpf(LD, nr)]
     # socket(): IPv4 and IPv6 only (in the genome's network namespace they reach nothing but
     # its own loopback). No AF_UNIX: a pathname socket is a file on the host's filesystem that
