@@ -106,20 +106,28 @@ def _dir_size(path: Path, max_entries: int | None = None) -> int:
 
 def held_bytes(pids: Iterable[int], device: int) -> int:
     """Bytes of deleted regular files on `device` (the scratch directory's filesystem) that the
-    processes `pids` keep allocated through an open descriptor or a mapping. The walk of
-    `_dir_size` cannot see them, having no name; adversary round 11 (unlinked_fill.py) held 3
-    files of 4 GiB this way, past the scratch limit, on the host's disk. Each file counts once.
+    processes `pids` keep allocated. The walk of `_dir_size` cannot see them, having no name;
+    adversaries held 3 files of 4 GiB each way below, past the scratch limit, on the host's
+    disk. Each file counts once.
 
-    Descriptors come from /proc/PID/task/TID/fd, mappings from .../map_files, the running
-    program from .../exe (stat() through a process's links reaches the file, named or not,
-    without opening it); where map_files is
-    not readable (no CAP_SYS_ADMIN), each deleted mapping of the device counts its length from
-    /proc/PID/maps. Files held in flight (a descriptor sent over a unix socket and not yet
-    received) are out of reach: the genome's seccomp filter refuses sendmsg, which carries them
-    (evolve.evaluation.syscalls). memfd and /tmp, /dev/shm files are memory (other devices), and
-    the memory cgroup bounds them. A process whose descriptors this process may not list (one
-    made non-dumpable hides them from a supervisor without CAP_SYS_PTRACE) is a fault by
-    itself: SCRATCH_LIMIT + 1, as `_dir_size` returns for a directory it cannot list."""
+    Per thread (/proc/PID/task/TID: a process whose main thread exited alone lists nothing at
+    /proc/PID, adversary round 12), through stat() of the kernel's links, which reaches a file
+    named or not without opening it:
+    - its descriptors (fd/; unlinked_fill.py, round 11);
+    - the program it runs (exe; exe_hold.py, round 13);
+    - the deleted files its address space maps, from its maps, each sized through
+      /proc/TID/map_files/RANGE (once per process: threads share their mappings).
+    Files held in flight (a descriptor sent over a unix socket and not yet received) are out of
+    reach: the genome's seccomp filter refuses sendmsg, which carries them
+    (evolve.evaluation.syscalls). memfd and /tmp, /dev/shm files are memory (other devices),
+    and the memory cgroup bounds them.
+
+    What cannot be measured is a fault by itself, SCRATCH_LIMIT + 1, as `_dir_size` returns
+    for a directory it cannot list: a live thread whose descriptors or maps this process may
+    not read (a non-dumpable process hides them from a supervisor without CAP_SYS_PTRACE), or a
+    deleted mapping whose file it may not stat (map_files needs CAP_SYS_ADMIN). A thread that
+    has already let go of its memory (it is exiting: the kernel makes its files root's then)
+    is passed over."""
     sizes: dict[int, int] = {}
 
     def count(path: str) -> None:
@@ -131,10 +139,6 @@ def held_bytes(pids: Iterable[int], device: int) -> int:
             sizes[st.st_ino] = max(sizes.get(st.st_ino, 0), st.st_blocks * 512)
 
     for pid in pids:
-        # Every thread's descriptor table (adversary round 12, zombie_leader.py: a process
-        # whose main thread exited alone lists no descriptors under /proc/PID/fd while its
-        # other threads hold them; and a thread may have a table of its own), and the mappings
-        # of the first thread that shows any (the threads of a process share them).
         try:
             tasks = os.listdir(f"/proc/{pid}/task")
         except OSError:
@@ -142,54 +146,78 @@ def held_bytes(pids: Iterable[int], device: int) -> int:
         mapped = False
         for tid in tasks:
             base = f"/proc/{pid}/task/{tid}"
-            # a program run from scratch and deleted stays allocated while it runs, with no
-            # descriptor or mapping left (adversary round 13, exe_hold.py)
             count(f"{base}/exe")
             try:
                 for name in os.listdir(f"{base}/fd"):
                     count(f"{base}/fd/{name}")
-            except PermissionError:            # made unreadable (PR_SET_DUMPABLE 0): hiding
-                return SCRATCH_LIMIT + 1
+            except PermissionError:
+                if _let_go(base):
+                    continue
+                return SCRATCH_LIMIT + 1       # hidden (PR_SET_DUMPABLE 0, an unreadable exec)
             except OSError:
                 continue                       # the thread is gone
-            if mapped:
-                continue
-            try:
-                names = os.listdir(f"{base}/map_files")
-            except PermissionError:
-                for inode, n in _deleted_mappings(pid, device).items():
+            if not mapped:
+                found = _deleted_mappings(base, tid, device)
+                if found is None:
+                    return SCRATCH_LIMIT + 1
+                for inode, n in found.items():
                     sizes[inode] = max(sizes.get(inode, 0), n)
-                mapped = True
-                continue
-            except OSError:
-                continue
-            for name in names:
-                count(f"{base}/map_files/{name}")
-            mapped = bool(names)
+                mapped = bool(found) or _has_maps(base)
     return sum(sizes.values())
 
 
-def _deleted_mappings(pid: int, device: int) -> dict[int, int]:
-    """inode -> mapped bytes of the deleted files of `device` in /proc/PID/maps (a lower bound
-    of what they hold: a mapping may cover part of its file)."""
+def _let_go(base: str) -> bool:
+    """Whether the thread at `base` (/proc/PID/task/TID) has no memory left: it is exiting."""
+    try:
+        with open(f"{base}/statm") as f:
+            return not any(int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        return True                            # gone meanwhile
+
+
+def _has_maps(base: str) -> bool:
+    try:
+        with open(f"{base}/maps") as f:
+            return bool(f.read(1))
+    except OSError:
+        return False
+
+
+def _deleted_mappings(base: str, tid: str, device: int) -> dict[int, int] | None:
+    """inode -> allocated bytes of each deleted file of `device` that the thread at `base`
+    maps, or None when one cannot be measured (maps or a map_files link not readable by us,
+    in a thread that still has its memory)."""
     out: dict[int, int] = {}
     try:
-        with open(f"/proc/{pid}/maps") as f:
+        with open(f"{base}/maps") as f:
             lines = f.read().splitlines()
+    except PermissionError:
+        return {} if _let_go(base) else None
     except OSError:
-        return out
+        return {}
     for line in lines:
         parts = line.split(None, 5)
         if len(parts) < 6 or not parts[5].endswith("(deleted)"):
             continue
         try:
-            start, end = (int(x, 16) for x in parts[0].split("-"))
             major, minor = (int(x, 16) for x in parts[3].split(":"))
             inode = int(parts[4])
         except ValueError:
             continue
-        if os.makedev(major, minor) == device and inode:
-            out[inode] = max(out.get(inode, 0), end - start)
+        if os.makedev(major, minor) != device or not inode:
+            continue
+        try:
+            # /proc/TID/map_files (a thread's own /proc entry: the links of a process whose
+            # main thread exited are gone from /proc/PID/map_files)
+            st = os.stat(f"/proc/{tid}/map_files/{parts[0]}")
+        except FileNotFoundError:
+            continue                           # unmapped meanwhile
+        except OSError:
+            if _let_go(base):
+                continue
+            return None
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 0 and st.st_dev == device:
+            out[st.st_ino] = max(out.get(st.st_ino, 0), st.st_blocks * 512)
     return out
 
 
@@ -200,7 +228,8 @@ def disk_used(scratch: Path, pids: Iterable[int]) -> int:
         device = os.stat(scratch).st_dev
     except OSError:
         return SCRATCH_LIMIT + 1
-    return _dir_size(scratch) + held_bytes(pids, device)
+    held = held_bytes(pids, device)           # first: the pids are freshest now
+    return held + _dir_size(scratch)
 
 
 def unlinked_bytes(f) -> int:

@@ -548,25 +548,31 @@ def test_disk_hidden_from_the_checks_is_counted(quick_supervisor, monkeypatch, n
 
 
 def test_held_bytes_finds_deleted_files_by_descriptor_and_mapping(tmp_path):
-    """scratch.held_bytes on a real process: a deleted file held open, another mapped with its
-    descriptor closed, each counted once at its allocated size; a named file and a memfd are
-    not counted (the walk and the memory cgroup see those)."""
+    """scratch.held_bytes on a real process: a deleted file held open, another mapped with no
+    descriptor left anywhere, each counted once at its allocated size; a named file and a memfd
+    are not counted (the walk and the memory cgroup see those)."""
     import subprocess
     import sys
 
     from evolve.evaluation.scratch import held_bytes
 
     child = subprocess.Popen([sys.executable, "-c", f"""
-import mmap, os, sys, time
+import ctypes, os, sys, time
 os.chdir({str(tmp_path)!r})
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                      ctypes.c_int, ctypes.c_long]
 keep = []
 for name, mapped in (("a", False), ("b", True)):
     fd = os.open(name, os.O_CREAT | os.O_RDWR, 0o600)
     os.posix_fallocate(fd, 0, 2 ** 20)
     os.unlink(name)
-    keep.append(mmap.mmap(fd, 4096) if mapped else fd)
-    if mapped:
+    if mapped:       # by libc, not Python's mmap (which keeps a copy of the descriptor)
+        keep.append(libc.mmap(None, 4096, 1, 1, fd, 0))     # PROT_READ, MAP_SHARED
         os.close(fd)
+    else:
+        keep.append(fd)
 named = os.open("named", os.O_CREAT | os.O_RDWR, 0o600)
 os.posix_fallocate(named, 0, 2 ** 20)
 mem = os.memfd_create("m")
@@ -809,3 +815,27 @@ def test_a_cuda_genome_gets_expandable_segments_unless_the_user_chose():
     assert device_env("cuda", {}) == {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
     assert device_env("cuda:1", {"PYTORCH_CUDA_ALLOC_CONF": "max_split_size_mb:128"}) == {
         "PYTORCH_CUDA_ALLOC_CONF": "max_split_size_mb:128"}
+
+
+def test_a_thread_without_memory_is_passed_over_a_live_one_is_not():
+    """held_bytes treats unreadable descriptors as hiding, except in a thread that has let go
+    of its memory (exiting: the kernel makes its files root's, and a supervisor that is not
+    root would read that as hiding, failing an honest genome on its way out)."""
+    import subprocess
+    import sys
+
+    from evolve.evaluation.scratch import _let_go
+
+    me = os.getpid()
+    assert not _let_go(f"/proc/{me}/task/{me}")
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:           # exited, not reaped: a zombie, no memory
+        if os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
+            break
+        time.sleep(0.05)
+    try:
+        assert _let_go(f"/proc/{child.pid}/task/{child.pid}")
+    finally:
+        child.wait()
+    assert _let_go(f"/proc/{child.pid}/task/{child.pid}")          # gone altogether
