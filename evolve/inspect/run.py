@@ -15,6 +15,8 @@
     run.llm_calls   one row per language-model call: generation, genome_id (the child, if any),
                     operator, model, prompt_tokens, completion_tokens, latency_s, outcome, error
                     (run.df has llm_model, prompt_tokens, completion_tokens per genome)
+    run.llm_proposals one row per proposal: generation, model, operator, genome_id (None when
+                    the model gave no child)
 
 The archive is opened read-only; loading a run that is still being written is safe.
 Replays (kind = replay) appear in run.evals but never change run.df.
@@ -67,6 +69,10 @@ class Run:
                               "call_id", "generation", "genome_id", "operator", "model",
                               "prompt_tokens", "completion_tokens", "latency_s", "outcome",
                               "error", "started_at"]))
+        self.llm_proposals = (
+            pd.read_sql_query("SELECT * FROM llm_proposals ORDER BY proposal_id", archive.conn)
+            if archive.has_table("llm_proposals") else pd.DataFrame(columns=[
+                "proposal_id", "generation", "model", "operator", "genome_id"]))
         self.df = self._genome_table(genomes)
         self._add_llm_columns()
         self.noise_floor = noise_floor(self.evals) if len(self.evals) else None
@@ -157,6 +163,9 @@ class Run:
                 children.append(bandit.Child(
                     operator, r.status != "pending", None if r.val_bpb != r.val_bpb else r.val_bpb,
                     _first_parent_bpb(by_id, r.parent_ids), bool(r.on_front)))
+        failed = self.llm_proposals[self.llm_proposals.genome_id.isna()]
+        children += [bandit.Child(bandit.llm_arm(m), True, None, None, False)
+                     for m in failed.model]                  # no child: a failure (as the engine)
         config = self.meta.get("config", {})
         drawn = config.get("bandit", True) and not config.get("operator_weights")
         # crossover is an arm where the engine let the bandit decide its share (as

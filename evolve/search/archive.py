@@ -13,6 +13,9 @@ transaction back on the next open; the engine reports that it did). Tables:
                start and end timestamps); a row is written the moment an evaluation finishes
 - llm_calls:   every call to a language model (model, prompt and completion tokens, latency,
                outcome, error), with the genome it produced when it produced one
+- llm_proposals: every proposal (the calls of one request for a child): generation, model,
+               and the child, NULL when the model gave none (the bandit counts those against
+               the model)
 - generations: per generation, the planned offspring (written before any is evaluated) and,
                once done, the selected population and a summary; this is what --resume reads
 
@@ -62,6 +65,9 @@ CREATE TABLE IF NOT EXISTS llm_calls (
     genome_id TEXT, operator TEXT NOT NULL, model TEXT NOT NULL, prompt_tokens INTEGER,
     completion_tokens INTEGER, latency_s REAL NOT NULL, outcome TEXT NOT NULL,
     error TEXT NOT NULL, started_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS llm_proposals (
+    proposal_id INTEGER PRIMARY KEY AUTOINCREMENT, generation INTEGER NOT NULL,
+    model TEXT NOT NULL, operator TEXT NOT NULL, genome_id TEXT);
 CREATE TABLE IF NOT EXISTS generations (
     generation INTEGER PRIMARY KEY, planned TEXT NOT NULL, population TEXT,
     summary TEXT, finished_at REAL);
@@ -227,6 +233,10 @@ class Archive:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(generation, genome_id, operator, c.model, c.prompt_tokens, c.completion_tokens,
                   c.latency_s, c.outcome, c.error, c.started_at) for c in calls])
+            if calls:                         # one proposal: its model is every call's
+                self.conn.execute("INSERT INTO llm_proposals (generation, model, operator, "
+                                  "genome_id) VALUES (?, ?, ?, ?)",
+                                  (generation, calls[0].model, operator, genome_id))
 
     def llm_models(self) -> dict[str, str]:
         """The model that wrote each language-model child: genome_id -> model (the applied
@@ -234,6 +244,13 @@ class Archive:
         rows = self.conn.execute("SELECT genome_id, model FROM llm_calls WHERE genome_id IS NOT "
                                  "NULL AND outcome = 'applied' ORDER BY call_id DESC").fetchall()
         return dict(rows)
+
+    def llm_failed(self, before: int | None = None) -> list[tuple[int, str]]:
+        """(generation, model) of every proposal that gave no child, oldest first; `before`:
+        only those made for earlier generations."""
+        rows = self.conn.execute("SELECT generation, model FROM llm_proposals WHERE genome_id "
+                                 "IS NULL ORDER BY proposal_id").fetchall()
+        return [(g, m) for g, m in rows if before is None or g < before]
 
     def llm_tokens(self) -> int:
         """Prompt plus completion tokens of every call so far (for --max-llm-tokens)."""

@@ -3,8 +3,8 @@
 Each mutation operator (genome.operators.MUTATIONS, `tune` included) is an arm, and so is
 crossover (one arm, CROSSOVER, for genome.operators.CROSSOVERS) where the engine lets the bandit
 decide the crossover share (no --crossover-prob given), and so is each configured language model
-(`llm:<model>`, credited with the children of that model's LLM mutations and crossovers) where
-a model is configured. A child is a
+(`llm:<model>`, credited with the children of that model's LLM mutations and crossovers, and
+with a failure for each of its proposals that gave no child) where a model is configured. A child is a
 success when it scored and either beat its first parent's mean val_bpb by more than the run's
 noise floor or is on the Pareto front now; a failure when it was evaluated and is not (failed
 evaluations included); a child not evaluated yet does not count. The next operator is drawn by

@@ -232,6 +232,11 @@ class Engine:
             parent = self.stats(genome.parents[0]).bpb if genome.parents else None
             children.append(bandit.Child(operator, self.stats(g).n > 0,
                                          self.stats(g).bpb, parent, g in front))
+        if self.proposer is not None:
+            # a proposal that gave no child (an error, edits that never applied) is a failure
+            # of its model: a model that only fails must not keep its slots on the prior
+            children += [bandit.Child(bandit.llm_arm(m), True, None, None, False)
+                         for _, m in self.archive.llm_failed(before)]
         names = bandit.arm_names(self.crossover_arm(),
                                  self.proposer.models if llm and self.llm_arms() else ())
         return bandit.credit(names, children, noise_floor_of(self.archive))

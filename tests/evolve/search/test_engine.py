@@ -406,6 +406,9 @@ class _ModelClient:
         from genome.llm import CallRecord, Proposal
 
         self.asked.append(model)
+        if model == "broken":                    # never a usable child
+            return Proposal(None, "", "llm_mutate", (
+                CallRecord(model, 100, 10, 0.01, "apply_failed", "no edit", 0.0),), "no edit")
         rate = (0.001 if model == "good" else 0.9) * (1 + rng.random())
         child = re.sub(r"LEARNING_RATE = [0-9.e-]+", f"LEARNING_RATE = {rate:.6f}",
                        parent_source)
@@ -480,3 +483,32 @@ def test_each_language_model_is_a_bandit_arm(tmp_path, mode):
     for name in ("llm:good", "llm:bad"):                  # run.operators: the same credit
         assert (ops.loc[name, "successes"], ops.loc[name, "failures"]) == \
             (arms[name].successes, arms[name].failures), (name, ops, arms)
+
+
+def test_a_model_that_gives_no_child_loses_its_slots(tmp_path):
+    """A proposal without a child (errors, edits that never apply) counts against its model's
+    arm, so a model that only fails is drawn less and less instead of staying on the prior."""
+    from genome.record import Genome
+
+    from evolve.inspect.run import load_run
+    from evolve.search.proposals import Proposer
+    from evolve.search.workers import LocalMap
+
+    client = _ModelClient(["good", "broken"])
+    proposer = Proposer(client, "program", concurrency=1)
+    config = EngineConfig(population=8, generations=5, prune="off", confirm=False, llm_share=0.5)
+    run_dir = tmp_path / "run"
+    archive = Archive.create(run_dir, {"config": config.to_dict(), "task": {}, "fingerprint": "f"})
+    engine = Engine(archive, LocalMap(_ByRate()), config, [Genome.seed(TINY.read_text(), "tiny")],
+                    log=lambda _: None, show_progress=False, proposer=proposer)
+    assert engine.run() == 0
+    arms = {a.name: a for a in engine.arms(llm=True)}
+    failed = archive.llm_failed()
+    proposer.close()
+    archive.close()
+    asked = client.asked
+    assert len(asked) == 5 * 4 and {m for _, m in failed} == {"broken"}
+    assert arms["llm:broken"].failures == asked.count("broken") and arms["llm:broken"].successes == 0
+    assert asked[-4:].count("broken") <= 1, asked                # learnt by the last generation
+    ops = load_run(run_dir).operators.set_index("operator")
+    assert ops.loc["llm:broken", "failures"] == arms["llm:broken"].failures
