@@ -624,12 +624,12 @@ def test_disk_use_is_measured_past_path_max_and_deep_nests_are_a_fault(tmp_path)
 
 
 def test_a_fault_of_the_supervisor_is_a_crash_result_not_an_exception(quick_supervisor, monkeypatch):
-    from evolve.evaluation import supervisor as module
+    from evolve.evaluation import scratch as module
 
-    def broken(path):
+    def broken(path, pids):
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setattr(module, "_dir_size", broken)
+    monkeypatch.setattr(module, "disk_used", broken)
     before = set(quick_supervisor.scratch_root.iterdir())
     r = run(quick_supervisor, "honest")
     assert r.status is Status.CRASH and "the supervisor failed: RecursionError" in r.reason
