@@ -149,9 +149,12 @@ class Run:
         """The operator bandit as the engine sees it now (evolve.search.bandit): per mutation
         operator (and crossover, and each language model as `llm:<model>`, where they are
         arms), its evaluated children, successes (beat the first parent by more than the
-        noise floor, or on the front), failures, success_rate and probability (how often the
-        bandit would draw it first, before a parent it does not apply to passes the draw on; uniform when the run draws without it: --no-bandit or
-        --operator-weights)."""
+        noise floor, or on the front), failures (a model's proposals without a child
+        included), success_rate and probability: how often one draw over all these arms
+        would pick it, before a parent it does not apply to passes the draw on (uniform when
+        the run draws without the bandit: --no-bandit or --operator-weights). The engine
+        draws the language models' slots that way; the rest of a generation it draws among
+        the other arms only, and with a fixed --llm-share the models among themselves."""
         from evolve.search import bandit
 
         by_id = self.df.set_index("genome_id")
