@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import subprocess
 from pathlib import Path
 from typing import Iterable
@@ -23,6 +22,8 @@ MAX_SCRATCH_ENTRIES = 50_000         # files and directories in it: a walk of 15
                                      # supervisor 0.6 s of CPU (adversary round 11), so 50,000
                                      # ~0.2 s; torch.compile's caches for a model: hundreds
 MAX_DEPTH = 128                      # directories nested in it (an inductor cache nests ~5)
+MAX_HELD_STATS = 200_000             # links one count of held files may stat (~0.3 s of the
+                                     # supervisor's CPU; an honest genome: a few thousand)
 
 
 def _read_tail(f, max_bytes: int) -> bytes:
@@ -105,16 +106,19 @@ def _dir_size(path: Path, max_entries: int | None = None) -> int:
 
 
 def held_bytes(pids: Iterable[int], device: int) -> int:
-    """Bytes of deleted regular files on `device` (the scratch directory's filesystem) that the
-    processes `pids` keep allocated. The walk of `_dir_size` cannot see them, having no name;
-    adversaries held 3 files of 4 GiB each way below, past the scratch limit, on the host's
-    disk. Each file counts once.
+    """Bytes of inodes without a name on `device` (the scratch directory's filesystem: deleted
+    files, and directories) that the processes `pids` keep allocated. The walk of `_dir_size`
+    cannot see them; adversaries held 3 files of 4 GiB each way below, past the scratch limit,
+    on the host's disk. Each inode counts once.
 
     Per thread (/proc/PID/task/TID: a process whose main thread exited alone lists nothing at
-    /proc/PID, adversary round 12), through stat() of the kernel's links, which reaches a file
-    named or not without opening it:
-    - its descriptors (fd/; unlinked_fill.py, round 11);
-    - the program it runs (exe; exe_hold.py, round 13);
+    /proc/PID, adversary round 12), through stat() of the kernel's links, which reaches an
+    inode named or not without opening it:
+    - its descriptors (fd/; unlinked_fill.py, round 11; a removed directory held open,
+      dir_hold.py, round 14), each descriptor table once (kcmp: threads share one; reading it
+      per thread let 900 threads cost the supervisor 5.6 s a check, fd_fanout.py, round 14);
+    - the program it runs, its working and root directories (exe, cwd, root; exe_hold.py,
+      round 13);
     - the deleted files its address space maps, from its maps, each sized through
       /proc/TID/map_files/RANGE (once per process: threads share their mappings).
     Files held in flight (a descriptor sent over a unix socket and not yet received) are out of
@@ -123,19 +127,25 @@ def held_bytes(pids: Iterable[int], device: int) -> int:
     and the memory cgroup bounds them.
 
     What cannot be measured is a fault by itself, SCRATCH_LIMIT + 1, as `_dir_size` returns
-    for a directory it cannot list: a live thread whose descriptors or maps this process may
-    not read (a non-dumpable process hides them from a supervisor without CAP_SYS_PTRACE), or a
-    deleted mapping whose file it may not stat (map_files needs CAP_SYS_ADMIN). A thread that
-    has already let go of its memory (it is exiting: the kernel makes its files root's then)
-    is passed over."""
+    for a directory it cannot list: more than MAX_HELD_STATS links to stat, a live thread whose
+    descriptors or maps this process may not read (a non-dumpable process hides them from a
+    supervisor without CAP_SYS_PTRACE), or a deleted mapping whose file it may not stat
+    (map_files needs CAP_SYS_ADMIN). A thread that has already let go of its memory (it is
+    exiting: the kernel makes its files root's then) is passed over."""
     sizes: dict[int, int] = {}
+    stats = 0
+    tables: list[int] = []                     # a thread of each descriptor table read
 
     def count(path: str) -> None:
+        nonlocal stats
+        stats += 1
         try:
             st = os.stat(path)
         except OSError:
             return
-        if stat.S_ISREG(st.st_mode) and st.st_nlink == 0 and st.st_dev == device:
+        # any inode without a name: a directory keeps its blocks too (round 14, dir_hold.py:
+        # a directory grown by 12,000 long names, emptied, removed and held open kept 4.5 MiB)
+        if st.st_nlink == 0 and st.st_dev == device:
             sizes[st.st_ino] = max(sizes.get(st.st_ino, 0), st.st_blocks * 512)
 
     for pid in pids:
@@ -146,16 +156,25 @@ def held_bytes(pids: Iterable[int], device: int) -> int:
         mapped = False
         for tid in tasks:
             base = f"/proc/{pid}/task/{tid}"
-            count(f"{base}/exe")
-            try:
-                for name in os.listdir(f"{base}/fd"):
+            for link in ("exe", "cwd", "root"):
+                count(f"{base}/{link}")
+            # Threads mostly share one descriptor table: read each table once (round 14,
+            # fd_fanout.py: 900 threads over 4,000 descriptors cost the supervisor 5.6 s a
+            # check, read per thread), and stop at MAX_HELD_STATS, a fault by itself.
+            if not _table_seen(int(tid), tables):
+                try:
+                    names = os.listdir(f"{base}/fd")
+                except PermissionError:
+                    if _let_go(base):
+                        continue
+                    return SCRATCH_LIMIT + 1   # hidden (PR_SET_DUMPABLE 0, an unreadable exec)
+                except OSError:
+                    continue                   # the thread is gone
+                tables.append(int(tid))
+                for name in names:
                     count(f"{base}/fd/{name}")
-            except PermissionError:
-                if _let_go(base):
-                    continue
-                return SCRATCH_LIMIT + 1       # hidden (PR_SET_DUMPABLE 0, an unreadable exec)
-            except OSError:
-                continue                       # the thread is gone
+            if stats > MAX_HELD_STATS:
+                return SCRATCH_LIMIT + 1
             if not mapped:
                 found = _deleted_mappings(base, tid, device)
                 if found is None:
@@ -164,6 +183,32 @@ def held_bytes(pids: Iterable[int], device: int) -> int:
                     sizes[inode] = max(sizes.get(inode, 0), n)
                 mapped = bool(found) or _has_maps(base)
     return sum(sizes.values())
+
+
+def _table_seen(tid: int, tables: list[int]) -> bool:
+    """Whether thread `tid` shares its descriptor table with one of the threads `tables`
+    (kcmp KCMP_FILES; where kcmp is not available, never: each table is then read)."""
+    for other in tables:
+        if _kcmp(tid, other, _KCMP_FILES) == 0:
+            return True
+    return False
+
+
+_KCMP = {"x86_64": 312, "aarch64": 272}.get(os.uname().machine)
+_KCMP_FILES = 2
+
+
+_LIBC = []
+
+
+def _kcmp(a: int, b: int, kind: int) -> int:
+    """kcmp(2): 0 when the two tasks share the resource, else 1, 2, 3 or -1 (an error)."""
+    if _KCMP is None:
+        return -1
+    if not _LIBC:
+        import ctypes
+        _LIBC.append(ctypes.CDLL(None, use_errno=True))
+    return _LIBC[0].syscall(_KCMP, a, b, kind, 0, 0)
 
 
 def _let_go(base: str) -> bool:
@@ -216,7 +261,7 @@ def _deleted_mappings(base: str, tid: str, device: int) -> dict[int, int] | None
             if _let_go(base):
                 continue
             return None
-        if stat.S_ISREG(st.st_mode) and st.st_nlink == 0 and st.st_dev == device:
+        if st.st_nlink == 0 and st.st_dev == device:
             out[st.st_ino] = max(out.get(st.st_ino, 0), st.st_blocks * 512)
     return out
 

@@ -840,3 +840,44 @@ def test_a_thread_without_memory_is_passed_over_a_live_one_is_not():
     finally:
         child.wait()
     assert _let_go(f"/proc/{child.pid}/task/{child.pid}")          # gone altogether
+
+
+def test_held_bytes_counts_a_removed_directory_and_reads_each_descriptor_table_once(tmp_path,
+                                                                                    monkeypatch):
+    """Adversary round 14: a directory grown by long names, emptied, removed and held open
+    keeps its blocks (dir_hold.py); 900 threads over one table of 4,000 descriptors made each
+    count cost the supervisor 5.6 s when every thread's table was read (fd_fanout.py). Threads
+    of a table are recognised with kcmp, and a count past MAX_HELD_STATS is a fault."""
+    import threading
+
+    from evolve.evaluation import scratch as module
+
+    d = tmp_path / "grown"
+    d.mkdir()
+    for i in range(600):
+        (d / (f"{i:05d}" + "x" * 200)).touch()
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for p in d.iterdir():
+            p.unlink()
+        d.rmdir()
+        st = os.fstat(fd)
+        assert st.st_nlink == 0 and st.st_blocks * 512 >= 64 * 1024      # blocks kept
+        assert module.held_bytes([os.getpid()], st.st_dev) >= st.st_blocks * 512
+        me = threading.get_native_id()
+        seen = []
+        done = threading.Event()
+        t = threading.Thread(target=lambda: (seen.append(threading.get_native_id()), done.wait()))
+        t.start()
+        try:
+            while not seen:
+                time.sleep(0.01)
+            if module._KCMP is not None and module._kcmp(me, me, module._KCMP_FILES) == 0:
+                assert module._table_seen(seen[0], [me])                 # one table, two threads
+            monkeypatch.setattr(module, "MAX_HELD_STATS", 3)
+            assert module.held_bytes([os.getpid()], st.st_dev) == module.SCRATCH_LIMIT + 1
+        finally:
+            done.set()
+            t.join()
+    finally:
+        os.close(fd)
