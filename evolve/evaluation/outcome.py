@@ -107,9 +107,12 @@ class Outcome:
             return done(Status.CRASH, f"more than {sandbox.MAX_PROCS} processes, or "
                         f"{cgroups.MAX_TASKS} processes and threads (fork bomb); tree killed")
         if killed_for == "disk":
-            return done(Status.CRASH, f"wrote more than {scratch_dirs.SCRATCH_LIMIT >> 30} GiB or "
-                                      f"{scratch_dirs.MAX_SCRATCH_ENTRIES:,} files and directories in scratch, "
-                                      f"or directories nested deeper than {scratch_dirs.MAX_DEPTH}")
+            limit = scratch_dirs.SCRATCH_LIMIT
+            size = f"{limit / 2 ** 30:g} GiB" if limit >= 2 ** 30 else f"{limit / 2 ** 20:g} MiB"
+            return done(Status.CRASH, f"wrote more than {size} (deleted files still held "
+                                      f"included) or {scratch_dirs.MAX_SCRATCH_ENTRIES:,} files "
+                                      f"and directories in scratch, or directories nested deeper "
+                                      f"than {scratch_dirs.MAX_DEPTH}")
         if feeder.diverged is not None:
             return done(Status.DIVERGED, f"training loss became {feeder.diverged}")
         model = scratch / "model.pt2"
