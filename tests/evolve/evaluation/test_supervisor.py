@@ -522,6 +522,7 @@ def test_deleted_files_the_genome_holds_count_against_the_scratch_limit(quick_su
         source = source.replace(old, new)
     r = quick_supervisor.evaluate(source)
     assert r.status is Status.CRASH and "in scratch" in r.reason, r.summary()
+    assert "wrote more than 2 MiB (deleted files still held included)" in r.reason, r.reason
     assert not leftover_processes(quick_supervisor.scratch_root)
 
 
