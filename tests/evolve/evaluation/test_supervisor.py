@@ -593,6 +593,21 @@ time.sleep(60)
         child.wait()
 
 
+def test_the_walk_leaves_no_access_time_behind(tmp_path):
+    """Adversary round 12 timed its hiding to the supervisor's walk; a directory's access time
+    would tell it when the walk listed it, so the walk opens directories with O_NOATIME (a
+    relatime mount updates an access time older than the modification time on a listing)."""
+    from evolve.evaluation.scratch import _dir_size
+
+    d = tmp_path / "scratch"
+    (d / "sub").mkdir(parents=True)
+    (d / "sub" / "f").write_bytes(b"x" * 4096)
+    for path in (d, d / "sub"):
+        os.utime(path, (1_000_000, time.time()))          # accessed long before modified
+    assert _dir_size(d) > 0
+    assert os.stat(d).st_atime == 1_000_000 and os.stat(d / "sub").st_atime == 1_000_000
+
+
 def test_disk_use_counts_blocks_of_directories(tmp_path):
     from evolve.evaluation.scratch import SCRATCH_LIMIT, _dir_size
 
