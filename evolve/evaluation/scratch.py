@@ -22,8 +22,9 @@ MAX_SCRATCH_ENTRIES = 50_000         # files and directories in it: a walk of 15
                                      # supervisor 0.6 s of CPU (adversary round 11), so 50,000
                                      # ~0.2 s; torch.compile's caches for a model: hundreds
 MAX_DEPTH = 128                      # directories nested in it (an inductor cache nests ~5)
-MAX_HELD_STATS = 200_000             # links one count of held files may stat (~0.3 s of the
-                                     # supervisor's CPU; an honest genome: a few thousand)
+MAX_HELD_STATS = 200_000             # stat and kcmp calls one count of held files may make
+                                     # (~0.3 s of the supervisor's CPU; an honest genome: a
+                                     # few thousand)
 
 
 def _read_tail(f, max_bytes: int) -> bytes:
@@ -127,14 +128,13 @@ def held_bytes(pids: Iterable[int], device: int) -> int:
     and the memory cgroup bounds them.
 
     What cannot be measured is a fault by itself, SCRATCH_LIMIT + 1, as `_dir_size` returns
-    for a directory it cannot list: more than MAX_HELD_STATS links to stat, a live thread whose
+    for a directory it cannot list: more than MAX_HELD_STATS calls (stat, kcmp), a live thread whose
     descriptors or maps this process may not read (a non-dumpable process hides them from a
     supervisor without CAP_SYS_PTRACE), or a deleted mapping whose file it may not stat
     (map_files needs CAP_SYS_ADMIN). A thread that has already let go of its memory (it is
     exiting: the kernel makes its files root's then) is passed over."""
     sizes: dict[int, int] = {}
-    stats = 0
-    tables: list[int] = []                     # a thread of each descriptor table read
+    stats = 0                                  # stat() and kcmp() calls: bounded by the cap
 
     def count(path: str) -> None:
         nonlocal stats
@@ -154,13 +154,16 @@ def held_bytes(pids: Iterable[int], device: int) -> int:
         except OSError:
             continue                           # the process is gone
         mapped = False
+        tables: list[int] = []                 # a thread of each table of this process read
         for tid in tasks:
             base = f"/proc/{pid}/task/{tid}"
             for link in ("exe", "cwd", "root"):
                 count(f"{base}/{link}")
-            # Threads mostly share one descriptor table: read each table once (round 14,
-            # fd_fanout.py: 900 threads over 4,000 descriptors cost the supervisor 5.6 s a
-            # check, read per thread), and stop at MAX_HELD_STATS, a fault by itself.
+            # The threads of a process mostly share one descriptor table: read each table
+            # once (round 14, fd_fanout.py: 900 threads over 4,000 descriptors cost the
+            # supervisor 5.6 s a check, read per thread), and stop at MAX_HELD_STATS calls, a
+            # fault by itself. (Processes that share a table are read once each.)
+            stats += len(tables)
             if not _table_seen(int(tid), tables):
                 try:
                     names = os.listdir(f"{base}/fd")
