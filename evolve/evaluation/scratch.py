@@ -128,8 +128,8 @@ def held_bytes(pids: Iterable[int], device: int) -> int:
     and the memory cgroup bounds them.
 
     What cannot be measured is a fault by itself, SCRATCH_LIMIT + 1, as `_dir_size` returns
-    for a directory it cannot list: more than MAX_HELD_STATS calls (stat, kcmp), a live thread whose
-    descriptors or maps this process may not read (a non-dumpable process hides them from a
+    for a directory it cannot list: more than MAX_HELD_STATS calls (stat, kcmp), a live
+    thread whose descriptors or maps this process may not read (a non-dumpable process hides them from a
     supervisor without CAP_SYS_PTRACE), or a deleted mapping whose file it may not stat
     (map_files needs CAP_SYS_ADMIN). A thread that has already let go of its memory (it is
     exiting: the kernel makes its files root's then) is passed over."""

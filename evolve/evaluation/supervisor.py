@@ -572,8 +572,9 @@ class Supervisor(Outcome):
         # evaluation returns, also when the genome unlinked them and filled them through its
         # descriptors 1 and 2 on its way out (adversary round 12, log_hide.py): count them
         # once more, then keep only what was read.
-        if killed_for is None and scratch_dirs.disk_used(scratch, ()) + sum(
-                scratch_dirs.unlinked_bytes(f) for f in (out_f, err_f)) > scratch_dirs.SCRATCH_LIMIT:
+        logs_held = sum(scratch_dirs.unlinked_bytes(f) for f in (out_f, err_f))
+        if killed_for is None and (scratch_dirs.disk_used(scratch, ()) + logs_held
+                                   > scratch_dirs.SCRATCH_LIMIT):
             killed_for = "disk"
         for f in (out_f, err_f):
             try:
