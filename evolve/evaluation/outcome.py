@@ -112,7 +112,8 @@ class Outcome:
             return done(Status.CRASH, f"wrote more than {size} (deleted files still held "
                                       f"included) or {scratch_dirs.MAX_SCRATCH_ENTRIES:,} files "
                                       f"and directories in scratch, or directories nested deeper "
-                                      f"than {scratch_dirs.MAX_DEPTH}")
+                                      f"than {scratch_dirs.MAX_DEPTH}, or held more descriptors and "
+                                      f"threads than the supervisor counts")
         if feeder.diverged is not None:
             return done(Status.DIVERGED, f"training loss became {feeder.diverged}")
         model = scratch / "model.pt2"
