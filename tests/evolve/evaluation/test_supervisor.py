@@ -319,6 +319,19 @@ def test_discarded_batches_do_not_raise_throughput(supervisor, honest):
 
     assert honest.status is Status.OK, honest.summary()
     assert honest.tokens_per_sec == pytest.approx(min(handed(honest), honest.model_tokens_per_sec))
+    # The honest model's speed, the reference. Load only ever slows a timed pass, and passes
+    # of this tiny model take ~10 ms, so one busy moment can halve one figure (20,900 against
+    # a usual ~40,000 tokens/s, once in a suite): a figure the check would fail on is measured
+    # once more, and the faster of the two is the reference.
+    reference = [honest.model_tokens_per_sec]
+
+    def honest_speed(at_least: float) -> float:
+        if max(reference) <= at_least and len(reference) == 1:
+            again = run(supervisor, "honest")
+            assert again.status is Status.OK, again.summary()
+            reference.append(again.model_tokens_per_sec)
+        return max(reference)
+
     # on the 4 s supervisor: on 1 s the budget can end before a first large batch
     for name in ("discard_batches", "detach_eps", "buffer_hide"):
         r = run(supervisor, name)
@@ -329,8 +342,8 @@ def test_discarded_batches_do_not_raise_throughput(supervisor, honest):
         # The same model as the twin's, timed alike: a graph whose backward is nearly free
         # (detached, hidden in buffers) is charged three forward passes a training pass;
         # uncharged it would time ~3x faster.
-        assert r.model_tokens_per_sec < 2 * honest.model_tokens_per_sec, (
-            name, r.model_tokens_per_sec, honest.model_tokens_per_sec)
+        assert r.model_tokens_per_sec < 2 * honest_speed(r.model_tokens_per_sec / 2), (
+            name, r.model_tokens_per_sec, reference)
 
 
 @pytest.mark.skipif(landlock_abi() < 1, reason="needs landlock")
