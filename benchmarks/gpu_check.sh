@@ -4,7 +4,8 @@
 #     bash benchmarks/gpu_check.sh [BUDGET_S] [DATASET]      # defaults: 120 s, stdlib
 #
 # 1. the `gpu`-marked tests (kernels against their references, FlexAttention windows, the seed);
-# 2. python -m kernels.bench (each kernel against eager and torch.compile);
+# 2. python -m kernels.bench (each kernel against eager and torch.compile), and
+#    benchmarks/bench_copies.py (GB/s of the logits' copies, pageable and page-locked);
 # 3. python -m evolve eval seeds/baseline.py on cuda, printed as one table: tokens/s, tokens,
 #    steps, MFU, peak memory, start-up, first loss report (compilation included), scoring seconds,
 #    val_bpb, status.
@@ -29,6 +30,8 @@ echo "== gpu tests"
 python -m pytest -q -m gpu -p no:cacheprovider || status=1
 echo "== kernels"
 python -m kernels.bench || status=1
+echo "== logits copies"
+python benchmarks/bench_copies.py || status=1
 echo "== seeds/baseline.py, budget ${BUDGET} s, dataset ${DATASET}"
 out="$(mktemp)"
 python -m evolve eval seeds/baseline.py --device cuda --budget "$BUDGET" --dataset "$DATASET" \

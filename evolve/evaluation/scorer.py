@@ -135,6 +135,8 @@ class ModelProcess:
         self.cpu_threads = int(settings.get("threads") or 0) if settings.get("cpu_clock") else 0
         self.cpu_cores = list(settings.get("cores") or [])
         self.vocab = int(settings["vocab_size"])
+        self.cuda = str(settings["device"]).startswith("cuda")
+        self.pinned: dict[tuple[int, int], int] = {}     # (slot, bytes) -> address, if pinned
         # Two output slots of the largest logits a batch can have (fp64); pages are only
         # materialised where the model process writes, so fp32 logits use half of each.
         self.slot_bytes = int(settings["batch_size"]) * int(settings["seq_len"]) * self.vocab * 8
@@ -246,6 +248,9 @@ class ModelProcess:
         nbytes = r * c * v * torch.empty((), dtype=dtype).element_size()
         t = torch.frombuffer(self.shared, dtype=torch.uint8, count=nbytes,
                              offset=slot * self.slot_bytes)
+        if self.cuda and (slot, nbytes) not in self.pinned:
+            # the copy to the GPU that scores it runs by DMA (see model_host.pin)
+            self.pinned[(slot, nbytes)] = t.data_ptr() if model_host.pin(t) else 0
         return t.view(dtype).view(r, c, v), model_host.DTYPES[code]
 
     def timed_pass(self, x, backward: bool) -> float:
@@ -293,6 +298,10 @@ class ModelProcess:
         sandbox.end_child(self.proc, timeout=2)
         if self.log is not subprocess.DEVNULL:
             self.log.close()
+        for address in self.pinned.values():
+            if address:
+                model_host.unpin(address)
+        self.pinned.clear()
         try:
             self.shared.close()
         except BufferError:

@@ -84,3 +84,49 @@ def test_timed_pass_of_a_parameterless_model_is_a_problem():
     x = torch.randint(0, 16, (2, 8))
     module = torch.export.export(Table(), (x,), strict=False).module()
     assert "does not depend on its parameters" in _timed_pass(module, x, backward=True)
+
+
+def _shared_bytes(n: int, maps: int = 1):
+    """`maps` mappings of one n-byte memfd, as the model process and the scorer each map the
+    logits slots: (a uint8 view of each, the mmap objects)."""
+    import mmap
+    import os
+
+    fd = os.memfd_create("test-logits", os.MFD_CLOEXEC)
+    os.ftruncate(fd, n)
+    shared = [mmap.mmap(fd, n) for _ in range(maps)]
+    os.close(fd)
+    return [torch.frombuffer(m, dtype=torch.uint8) for m in shared], shared
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU path; the GPU one is a gpu test")
+def test_without_cuda_pinning_is_refused_and_the_copy_unchanged():
+    from evolve.evaluation.model_host import pin
+
+    (view,), (shared,) = _shared_bytes(1 << 16)
+    assert pin(view) is False and pin(view[:0]) is False
+    view[:4].view(torch.float32).copy_(torch.tensor([1.5]))
+    assert view[:4].view(torch.float32).item() == 1.5 and not view.is_pinned()
+    del view
+    shared.close()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_logits_slot_is_page_locked_and_copies_both_ways():
+    """The model process and the scorer pin their own mappings of the same slot; GPU logits
+    copied into one are read back on the GPU through the other, bit for bit."""
+    from evolve.evaluation.model_host import pin, unpin
+
+    n = 64 << 20
+    (host, scorer), maps = _shared_bytes(n, maps=2)
+    assert host.data_ptr() != scorer.data_ptr()
+    assert pin(host) and pin(scorer) and host.is_pinned() and scorer.is_pinned()
+    logits = torch.randn(n // 4, device="cuda")
+    host.view(torch.float32).copy_(logits)
+    assert torch.equal(scorer.view(torch.float32).to("cuda"), logits)
+    unpin(host.data_ptr())
+    unpin(scorer.data_ptr())
+    del host, scorer
+    for m in maps:
+        m.close()
