@@ -111,6 +111,13 @@ def _refuse_code_in_archives() -> None:
         serialize.GraphModuleDeserializer._parse_sym_expr = refuse
 
 
+def _tensor_at(raw, start: int, n: int, dtype, shape):
+    """A new tensor of `dtype` and `shape` from bytes start..start+n of the snapshot. Copied
+    before it is reinterpreted: the snapshot packs tensors back to back, so an 8-byte dtype
+    can start at any offset (after a 0-d fp32 parameter, say), which a view cannot take."""
+    return raw[start:start + n].clone().view(dtype).reshape(shape)
+
+
 def _replace_weights(program, names: bytes, data) -> str | None:
     """Put the weights snapshot (sent by harness.submit before it exported) into the program:
     every parameter and buffer the graph uses must be in it, with the same shape and dtype.
@@ -151,7 +158,7 @@ def _replace_weights(program, names: bytes, data) -> str | None:
         old = program.constants[name]
         if not isinstance(old, torch.Tensor) or old.dtype != dt or tuple(old.shape) != shape:
             return f"{name} has another shape or dtype than in the weights sent at submit"
-        program.constants[name] = raw[start:start + n].view(dt).reshape(shape).clone().to(old.device)
+        program.constants[name] = _tensor_at(raw, start, n, dt, shape).to(old.device)
     for name in list(sig.parameters) + list(sig.buffers):
         if name not in table:
             return f"{name} is not in the weights sent at submit"
@@ -160,7 +167,7 @@ def _replace_weights(program, names: bytes, data) -> str | None:
         old = where[name]
         if old.dtype != dt or tuple(old.shape) != shape:
             return f"{name} has another shape or dtype than in the weights sent at submit"
-        new = raw[start:start + n].view(dt).reshape(shape).clone().to(old.device)
+        new = _tensor_at(raw, start, n, dt, shape).to(old.device)
         where[name] = torch.nn.Parameter(new, requires_grad=False) \
             if isinstance(old, torch.nn.Parameter) else new
     return None

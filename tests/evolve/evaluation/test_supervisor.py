@@ -346,6 +346,40 @@ def test_discarded_batches_do_not_raise_throughput(supervisor, honest):
             name, r.model_tokens_per_sec, reference)
 
 
+MISALIGNED = """
+import torch
+from evolve import harness
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.temperature = torch.nn.Parameter(torch.ones(()))           # 4 bytes first
+        self.emb = torch.nn.Embedding(harness.VOCAB_SIZE, harness.VOCAB_SIZE)
+        self.register_buffer("positions", torch.arange(harness.SEQ_LEN))  # int64 after it
+
+    def forward(self, x):
+        bias = 0 * self.positions[: x.shape[1]].float()[None, :, None]
+        return self.emb(x) * self.temperature + bias
+
+model = Net()
+opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+for x, y in harness.train_batches(8):
+    loss = torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten())
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+harness.submit(model)
+"""
+
+
+def test_weights_of_any_dtype_at_any_offset_of_the_snapshot_load(quick_supervisor):
+    """An honest model whose int64 buffer follows a 0-d fp32 parameter in the snapshot (an
+    8-byte dtype at an offset of 4 mod 8) used to be refused by the model process (adversary
+    round 16 found it): it scores."""
+    r = quick_supervisor.evaluate(MISALIGNED)
+    assert r.status is Status.OK, r.summary()
+
+
 @pytest.mark.skipif(landlock_abi() < 1, reason="needs landlock")
 def test_nothing_can_be_left_in_dev_shm(quick_supervisor, tmp_path):
     import glob
