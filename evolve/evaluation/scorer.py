@@ -321,6 +321,13 @@ def model_tokens_per_sec(host: ModelProcess, x) -> float:
     around the model process's work. The genome has no part in it: its process tree is dead.
     Three passes in all: about 2 s for seeds/cpu.py at the CPU task's eval shape.
 
+    x is the row probe's batch (score() passes it): a scored batch drawn after the program was
+    fixed, its rows permuted, whose logits were checked against the scored ones. A graph whose
+    cost depends on its input therefore cannot know the timed batch in advance, and a cheap
+    path on it would have changed the row probe's results. (The timed batch used to be the
+    first eval batch, which is the same for every evaluation: an adversary recognised its rows
+    by three tokens each and ran a cheap path on it through `cond`; see allowlist.py.)
+
     It bounds the genome's recorded throughput (the supervisor keeps the smaller of this and
     the tokens the harness handed out per training second), so asking for batches and
     throwing them away does not raise it past what the model trains at. The exported graph is
@@ -426,7 +433,9 @@ def score(job: dict, host: "ModelProcess | None" = None) -> dict:
         if reason:
             return {"status": "invalid", "num_params": num_params, "reason": reason}
         try:
-            speed, speed_problem = model_tokens_per_sec(host, x_all[:B]), None
+            timed = next(r for r in plan if r.kind == "rows")
+            speed = model_tokens_per_sec(host, probes.inputs(timed, x_all))
+            speed_problem = None
         except ModelFailure as f:
             if f.status == "timeout":
                 raise

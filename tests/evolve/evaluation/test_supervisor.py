@@ -380,6 +380,17 @@ def test_weights_of_any_dtype_at_any_offset_of_the_snapshot_load(quick_superviso
     assert r.status is Status.OK, r.summary()
 
 
+def test_a_cheap_branch_on_the_timed_batch_is_refused(quick_supervisor):
+    """cond_timed_batch.py (adversary round 16) recognises the first eval batch's rows by
+    their tokens 1..3, here taken from the supervisor's eval rows as an attacker would compute
+    them offline, and branches to a cheap path on that batch: refused before it runs."""
+    rows = quick_supervisor.eval_rows[:quick_supervisor.task.eval_batch_size, 1:4]
+    source = (ADVERSARIAL / "cond_timed_batch.py").read_text()
+    r = quick_supervisor.evaluate(source.replace("@FINGERPRINTS@", repr(rows.tolist())))
+    assert r.status is Status.INVALID and r.val_bpb is None, r.summary()
+    assert "cond" in r.reason, r.reason
+
+
 @pytest.mark.skipif(landlock_abi() < 1, reason="needs landlock")
 def test_nothing_can_be_left_in_dev_shm(quick_supervisor, tmp_path):
     import glob
