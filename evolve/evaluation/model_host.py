@@ -217,10 +217,36 @@ def pin(view) -> bool:
     if view.numel() == 0 or view.device.type != "cpu" or not torch.cuda.is_available():
         return False
     try:
-        return int(torch.cuda.cudart().cudaHostRegister(
-            view.data_ptr(), view.numel() * view.element_size(), 1)) == 0   # 1: portable
+        if int(torch.cuda.cudart().cudaHostRegister(
+                view.data_ptr(), view.numel() * view.element_size(), 1)) == 0:   # 1: portable
+            return True
     except Exception:
-        return False
+        pass
+    # A refused call leaves its error as the runtime's last error, which torch's next check
+    # after a kernel launch would raise as if the kernel had failed: consumed here.
+    if _last_error is not None:
+        _last_error()
+    return False
+
+
+_last_error = None      # libcudart's cudaGetLastError, found by prepare_pin()
+
+
+def prepare_pin() -> None:
+    """Find the CUDA runtime torch loaded (its path in /proc/self/maps) while this process
+    can still read files, so that pin() can clear the error of a refused registration later.
+    Nothing is found where torch has no CUDA or links the runtime statically; pin() then
+    leaves the error, and the copies still work while no kernel check meets it."""
+    global _last_error
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as f:
+            paths = sorted({line.split()[-1] for line in f if "/libcudart" in line})
+        if paths:
+            _last_error = ctypes.CDLL(paths[0]).cudaGetLastError
+    except (OSError, AttributeError):
+        _last_error = None
 
 
 def unpin(address: int) -> None:
@@ -331,6 +357,8 @@ def serve(sock: socket.socket, config: dict) -> int:
     info = json.dumps({"num_params": total, "non_embedding_params": total - tables}).encode()
     module = program.module(check_guards=False)     # no guard code is compiled from the archive
     torch.set_grad_enabled(False)
+    if str(device).startswith("cuda"):
+        prepare_pin()                               # reads /proc/self/maps: before layer 2
     # Layer 2, before the program first runs: no file rights at all.
     _contain(config, read=[], write=[])
     sock.sendall(REPLY.pack(b"K", 0, 0, 0, len(info)) + info)

@@ -136,6 +136,8 @@ class ModelProcess:
         self.cpu_cores = list(settings.get("cores") or [])
         self.vocab = int(settings["vocab_size"])
         self.cuda = str(settings["device"]).startswith("cuda")
+        if self.cuda:
+            model_host.prepare_pin()        # reads /proc/self/maps: before main() applies landlock
         self.pinned: dict[tuple[int, int], int] = {}     # (slot, bytes) -> address, if pinned
         # Two output slots of the largest logits a batch can have (fp64); pages are only
         # materialised where the model process writes, so fp32 logits use half of each.

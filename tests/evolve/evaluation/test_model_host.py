@@ -116,7 +116,7 @@ def test_without_cuda_pinning_is_refused_and_the_copy_unchanged():
 def test_a_logits_slot_is_page_locked_and_copies_both_ways():
     """The model process and the scorer pin their own mappings of the same slot; GPU logits
     copied into one are read back on the GPU through the other, bit for bit."""
-    from evolve.evaluation.model_host import pin, unpin
+    from evolve.evaluation.model_host import pin, prepare_pin, unpin
 
     n = 64 << 20
     (host, scorer), maps = _shared_bytes(n, maps=2)
@@ -125,6 +125,10 @@ def test_a_logits_slot_is_page_locked_and_copies_both_ways():
     logits = torch.randn(n // 4, device="cuda")
     host.view(torch.float32).copy_(logits)
     assert torch.equal(scorer.view(torch.float32).to("cuda"), logits)
+    # a refused pin (this range is pinned already) leaves no error for the next kernel's check
+    prepare_pin()
+    assert not pin(host)
+    assert torch.ones(4, device="cuda").sum().item() == 4
     unpin(host.data_ptr())
     unpin(scorer.data_ptr())
     del host, scorer
