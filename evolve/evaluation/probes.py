@@ -15,7 +15,8 @@ they are built from the scored rows themselves, so nothing in their statistics s
   (f = 1 %: 91 %, f = 5 %: 99.99 %). Cost: 240 extra rows per evaluation (CPU task: 256 scored
   rows, so about 1.9x the forward passes of scoring; GPU task: 10,240 rows, +2.3 %).
 - rows: one scored batch sent again with its rows permuted must give the same per-row results
-  (a row may not read another row).
+  (a row may not read another row). The scorer also times its training speed on this batch
+  (evolve.evaluation.scorer.model_tokens_per_sec): drawn here, after the program was fixed.
 - state: the first batch sent is sent again at the end and must give the same results.
 
 Comparisons are on log-softmax probabilities of the targets, with one absolute tolerance (nats):
