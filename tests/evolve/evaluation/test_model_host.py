@@ -74,6 +74,39 @@ def test_timed_pass_trains_nothing_and_leaves_no_gradient():
     assert all(p.grad is None and not p.requires_grad for p in module.parameters())
 
 
+def test_the_timed_backward_reaches_buffers_and_a_reference_step_runs_over_every_weight():
+    """Weights moved into buffers are trained like parameters in the timed pass (an adversary
+    hid its weights there), and the pass includes AdamW's work over every weight that got a
+    gradient (an adversary's 33.5 M-entry table trained with AdamW was recorded at 3.3x its
+    twin's tokens/s while the optimiser went untimed); nothing is written to a weight."""
+    from evolve.evaluation.model_host import _timed_pass
+
+    class Hidden(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("table", torch.randn(16, 16))
+            self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
+            self.gain = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, x):
+            return self.table[x] * self.gain
+
+    x = torch.randint(0, 16, (2, 8))
+    with torch.no_grad():
+        module = torch.export.export(Hidden(), (x,), strict=False).module()
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    state = {}
+    with torch.no_grad():
+        assert _timed_pass(module, x, backward=True, state=state) is None
+    # one moment pair per floating weight reached: the scalar and the table (not the int64)
+    assert sorted(tuple(m.shape) for m in state["m"]) == [(), (16, 16)]
+    assert all(v.abs().sum() > 0 for v in state["v"])
+    after = module.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(t.grad is None and not t.requires_grad
+               for t in (*module.parameters(), *module.buffers()))
+
+
 def test_timed_pass_of_a_parameterless_model_is_a_problem():
     from evolve.evaluation.model_host import _timed_pass
 
