@@ -6,6 +6,7 @@ scored by the real scorer process. Budgets are a few seconds.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import signal
@@ -22,6 +23,16 @@ from evolve.evaluation.result import Status
 from evolve.evaluation import sandbox
 from evolve.evaluation.sandbox import landlock_abi
 from tests.conftest import ADVERSARIAL, REPO, leftover_processes, small_task
+
+
+@pytest.fixture(scope="module")
+def disk_supervisor(prepared):
+    """The quick supervisor's task with a 1 s budget: the disk checks run at random times while
+    the genome lives (some of what they must see is gone once the tree is dead), and 0.5 s of
+    training leaves too few of them to be sure of one."""
+    from evolve.evaluation.supervisor import Supervisor
+
+    return Supervisor(small_task(budget_s=1.0), prepared, memory_limit_bytes=3 * 2 ** 30)
 
 
 def run(supervisor, name: str, **kw):
@@ -541,29 +552,29 @@ def test_a_deep_nest_of_directories_ends_in_a_result_and_is_removed(quick_superv
     assert not leftover_processes(quick_supervisor.scratch_root)
 
 
-def test_empty_directories_count_against_the_scratch_limit(quick_supervisor, monkeypatch):
+def test_empty_directories_count_against_the_scratch_limit(disk_supervisor, monkeypatch):
     from evolve.evaluation import scratch as module
 
     monkeypatch.setattr(module, "MAX_SCRATCH_ENTRIES", 2_000)
-    r = run(quick_supervisor, "dir_fill")
+    r = run(disk_supervisor, "dir_fill")
     assert r.status is Status.CRASH and "files and directories in scratch" in r.reason, r.summary()
-    assert not leftover_processes(quick_supervisor.scratch_root)
+    assert not leftover_processes(disk_supervisor.scratch_root)
 
 
-def test_what_lies_past_path_max_is_counted_and_removed(quick_supervisor, monkeypatch):
+def test_what_lies_past_path_max_is_counted_and_removed(disk_supervisor, monkeypatch):
     """long_path.py writes 1 MiB below a path longer than PATH_MAX: the walk goes by directory
     descriptors, so it is counted (here against a limit of 512 KiB)."""
     from evolve.evaluation import scratch as module
 
     monkeypatch.setattr(module, "SCRATCH_LIMIT", 2 ** 19)
-    before = set(quick_supervisor.scratch_root.iterdir())
-    r = run(quick_supervisor, "long_path")
+    before = set(disk_supervisor.scratch_root.iterdir())
+    r = run(disk_supervisor, "long_path")
     assert r.status is Status.CRASH and "in scratch" in r.reason, r.summary()
-    assert set(quick_supervisor.scratch_root.iterdir()) <= before
-    assert not leftover_processes(quick_supervisor.scratch_root)
+    assert set(disk_supervisor.scratch_root.iterdir()) <= before
+    assert not leftover_processes(disk_supervisor.scratch_root)
 
 
-def test_deleted_files_the_genome_holds_count_against_the_scratch_limit(quick_supervisor,
+def test_deleted_files_the_genome_holds_count_against_the_scratch_limit(disk_supervisor,
                                                                        monkeypatch):
     """unlinked_fill.py (adversary round 11) unlinks its files and keeps their descriptors: no
     name for the walk to find, but blocks on the disk. Here 3 x 1 MiB against a limit of 2 MiB.
@@ -578,10 +589,10 @@ def test_deleted_files_the_genome_holds_count_against_the_scratch_limit(quick_su
                      ("FLAT = 190_000", "FLAT = 0")):
         assert old in source
         source = source.replace(old, new)
-    r = quick_supervisor.evaluate(source)
+    r = disk_supervisor.evaluate(source)
     assert r.status is Status.CRASH and "in scratch" in r.reason, r.summary()
     assert "wrote more than 2 MiB (deleted files still held included)" in r.reason, r.reason
-    assert not leftover_processes(quick_supervisor.scratch_root)
+    assert not leftover_processes(disk_supervisor.scratch_root)
 
 
 @pytest.mark.parametrize("name, old, new", [
@@ -594,7 +605,7 @@ def test_deleted_files_the_genome_holds_count_against_the_scratch_limit(quick_su
     pytest.param("exe_hold", "SIZE = 64 * 2 ** 20", "SIZE = 64 * 2 ** 20", marks=pytest.mark.skipif(
         os.uname().machine != "x86_64", reason="the fixture runs an x86_64 program")),
 ])
-def test_disk_hidden_from_the_checks_is_counted(quick_supervisor, monkeypatch, name, old, new):
+def test_disk_hidden_from_the_checks_is_counted(disk_supervisor, monkeypatch, name, old, new):
     """Adversary rounds 12 and 13: ways to hold disk past the scratch limit (here 64 MiB; the
     files 3 x 64 or 2 x 128 MiB) out of the checks' sight, each an honest trainer otherwise."""
     from evolve.evaluation import scratch as module
@@ -602,9 +613,9 @@ def test_disk_hidden_from_the_checks_is_counted(quick_supervisor, monkeypatch, n
     monkeypatch.setattr(module, "SCRATCH_LIMIT", 64 * 2 ** 20)
     source = (ADVERSARIAL / f"{name}.py").read_text()
     assert old in source
-    r = quick_supervisor.evaluate(source.replace(old, new))
+    r = disk_supervisor.evaluate(source.replace(old, new))
     assert r.status is Status.CRASH and "in scratch" in r.reason, r.summary()
-    assert not leftover_processes(quick_supervisor.scratch_root)
+    assert not leftover_processes(disk_supervisor.scratch_root)
 
 
 def test_held_bytes_finds_deleted_files_by_descriptor_and_mapping(tmp_path):
@@ -766,7 +777,13 @@ def test_values_computed_after_the_snapshot_cannot_hide_in_the_graph(quick_super
     source = (ADVERSARIAL / f"{name}.py").read_text()
     if mode:
         source = source.replace("@MODE@", mode)
-    r = quick_supervisor.evaluate(source)
+    sup = quick_supervisor
+    if words == "after the weights arrived":
+        # These work 8-12 s after their weights; the rule is the same at any allowance, so the
+        # test gives them 3 s instead of 10 (EXPORT_MIN_S) and waits 14 s less in all.
+        sup = copy.copy(quick_supervisor)
+        sup.export_allowed = 3.0
+    r = sup.evaluate(source)
     assert r.status is Status.INVALID and r.val_bpb is None, r.summary()
     assert words in r.reason, r.reason
 
