@@ -112,15 +112,17 @@ def _refuse_code_in_archives() -> None:
         serialize.GraphModuleDeserializer._parse_sym_expr = refuse
 
 
+def _numel(shape) -> int:
+    """Elements of a tensor of `shape` (a list of ints from the snapshot's header)."""
+    count = 1
+    for d in shape:
+        count *= int(d)
+    return count
+
+
 def _snapshot_elements(names: bytes) -> int:
     """Elements in the weights snapshot, every tensor counted (its header, already checked)."""
-    total = 0
-    for _, _, shape in json.loads(names):
-        count = 1
-        for d in shape:
-            count *= int(d)
-        total += count
-    return total
+    return sum(_numel(shape) for _, _, shape in json.loads(names))
 
 
 def _tensor_at(raw, start: int, n: int, dtype, shape):
@@ -141,10 +143,7 @@ def _replace_weights(program, names: bytes, data) -> str | None:
         table, offset = {}, 0
         for name, dtype, shape in header:
             dt = getattr(torch, str(dtype))
-            count = 1
-            for d in shape:
-                count *= int(d)
-            n = count * torch.empty((), dtype=dt).element_size()
+            n = _numel(shape) * torch.empty((), dtype=dt).element_size()
             table[str(name)] = (dt, tuple(int(d) for d in shape), offset, n)
             offset += n
     except (ValueError, TypeError, AttributeError):
@@ -275,8 +274,8 @@ def _timed_pass(module, x, backward: bool, autocast: str = "",
                 state: dict | None = None) -> str | None:
     """One pass of the model as training would run it, for the scorer's stopwatch: forward, and
     with `backward` the cross-entropy of predicting each next input token, back to every
-    floating weight (parameters and buffers alike), then a reference optimiser step over them
-    (_reference_step). Gradients are dropped and nothing is written to a weight, so the weights
+    floating weight (parameters and buffers alike), then a reference optimiser step over every
+    element of the weights snapshot (_reference_step). Gradients are dropped and nothing is written to a weight, so the weights
     the scorer scored are untouched. `state` keeps the reference step's moments between passes
     (allocated in the first). Returns a problem, or None. The scorer times the round trip;
     this process only waits for the device to finish, so the time covers the work.
@@ -329,10 +328,11 @@ def _reference_step(weights, state: dict) -> None:
 
     The weights the backward reached use their gradients; the rest of the snapshot's elements
     (state["snapshot_elements"] in all) are charged on fp32 stand-ins (allocated once) with a
-    zero gradient written anew each pass, as a backward writes a weight's gradient. Why the snapshot and not the gradients: the genome decides which weights
-    the graph sends a gradient to, and adversary round 18 kept its trained weights out of
-    reach three ways (tensor constants, int32 fixed point decoded in the graph, parameters
-    detached in the graph), each recorded at 3.5-4x its twin's tokens/s."""
+    zero gradient written anew each pass, as a backward writes a weight's gradient. Why the
+    snapshot and not the gradients: the genome decides which weights the graph sends a
+    gradient to, and adversary round 18 kept its trained weights out of reach three ways
+    (tensor constants, int32 fixed point decoded in the graph, parameters detached in the
+    graph), each recorded at 3.5-4x its twin's tokens/s."""
     import torch
 
     pairs = [(w.detach(), w.grad) for w in weights if w.grad is not None]

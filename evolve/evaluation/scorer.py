@@ -319,10 +319,10 @@ BACKWARD_FLOOR = 3.0     # forward passes a training pass is charged at least
 def model_tokens_per_sec(host: ModelProcess, x) -> float:
     """Tokens per second at which the submitted model can train at the eval shape: rows x T
     tokens over the faster of two training passes (forward, backward of a cross-entropy loss
-    to every floating weight, buffers included, and AdamW's work over them: model_host's
-    _timed_pass; the first also warms autograd up and allocates the moments; noise on a busy
-    machine only ever adds time), timed by this process
-    around the model process's work. The genome has no part in it: its process tree is dead.
+    to every floating weight, buffers included, and AdamW's work over every element of the
+    weights snapshot: model_host's _timed_pass; the first also warms autograd up and allocates
+    the moments; noise on a busy machine only ever adds time), timed by this process around
+    the model process's work. The genome has no part in it: its process tree is dead.
     Three passes in all: about 2 s for seeds/cpu.py at the CPU task's eval shape.
 
     x is the row probe's batch (score() passes it): a scored batch drawn after the program was
