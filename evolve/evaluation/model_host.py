@@ -121,8 +121,16 @@ def _numel(shape) -> int:
 
 
 def _snapshot_elements(names: bytes) -> int:
-    """Elements in the weights snapshot, every tensor counted (its header, already checked)."""
-    return sum(_numel(shape) for _, _, shape in json.loads(names))
+    """Weights the reference optimiser is charged for (its header, already checked): per
+    tensor, its elements or one per 2 bytes, whichever is more. Why bytes: adversary round 19
+    packed four 15-bit weights into each int64 element of its snapshot, decoded in the graph,
+    and was charged a quarter of its table (2.54x its twin's tokens/s). Two bytes is a bf16
+    weight, the smallest honest one; an fp32 weight is charged as two, which costs honest
+    models little (their optimiser is a small part of a timed pass)."""
+    import torch
+
+    return sum(max(_numel(shape), _numel(shape) * getattr(torch, str(dtype)).itemsize // 2)
+               for _, dtype, shape in json.loads(names))
 
 
 def _tensor_at(raw, start: int, n: int, dtype, shape):

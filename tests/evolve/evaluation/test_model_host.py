@@ -171,3 +171,15 @@ def test_a_logits_slot_is_page_locked_and_copies_both_ways():
     del host, scorer
     for m in maps:
         m.close()
+
+
+def test_the_optimiser_is_charged_per_two_bytes_of_the_snapshot_not_per_element():
+    """Adversary round 19 packed four 15-bit weights into each int64 element and was charged a
+    quarter of its table: each tensor is charged its elements or one per 2 bytes, the larger."""
+    import json
+
+    from evolve.evaluation.model_host import _snapshot_elements
+
+    header = [["w", "float32", [10]], ["packed", "int64", [3]], ["half", "bfloat16", [4]],
+              ["mask", "bool", [8]], ["scale", "float64", []]]
+    assert _snapshot_elements(json.dumps(header).encode()) == 20 + 12 + 4 + 8 + 4
