@@ -75,10 +75,20 @@ def walled(entry) -> None:
         _check(libc.unshare(_CLONE_NEWNS | _CLONE_NEWIPC | _CLONE_NEWNET | _CLONE_NEWPID),
                "unshare")
         _check(libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None), "mount --make-rprivate /")
+        # Only this process writes to `alive` (never, in fact): the child sees the pipe end once
+        # we are gone. getppid() cannot tell it (0 across the namespace either way).
+        watch, alive = os.pipe()
         pid = os.fork()
         if pid == 0:                                 # PID 1 of the new namespace
             try:
+                os.close(alive)
                 _check(libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")
+                # Killed between the fork and the prctl, the parent sent no signal: nothing
+                # would ever kill this genome (a supervisor SIGKILLed as a genome started left
+                # one behind, under load).
+                if select.select([watch], [], [], 0)[0]:
+                    os._exit(70)
+                os.close(watch)
                 _check(libc.mount(b"proc", b"/proc", b"proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
                                   None), "mount /proc")
                 import numpy
@@ -92,6 +102,7 @@ def walled(entry) -> None:
                 traceback.print_exc()                # as Python would: the genome's own error
                 sys.stderr.flush()
                 os._exit(1)
+        os.close(watch)
         _, status = os.waitpid(pid, 0)
         code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
     except BaseException as e:                       # noqa: BLE001 - the child must never return

@@ -14,7 +14,7 @@ import pytest
 from evolve.evaluation import sandbox
 from evolve.evaluation.result import Status
 from evolve.evaluation.supervisor import Supervisor
-from tests.conftest import small_task
+from tests.conftest import REPO, small_task
 
 pytestmark = pytest.mark.skipif(
     tuple(sandbox.namespaces()[0]) != ("unshare", *sandbox.ROOT_NAMESPACES),
@@ -132,3 +132,56 @@ def test_the_zygote_kills_only_a_child_it_has_not_reaped(forked):
     assert child.wait4(block=False)[0] == 12345 and child.reaped
     child.kill()
     assert Zyg.asked == []
+
+
+WINDOW = """
+import os, sys, time
+from evolve.evaluation import zygote
+
+real = zygote._libc()
+
+
+class SlowPrctl:
+    # The child's prctl comes 1 s late: time for the test to kill the waiting parent first.
+    def __getattr__(self, name):
+        return getattr(real, name)
+
+    def prctl(self, *args):
+        time.sleep(1.0)
+        return real.prctl(*args)
+
+
+zygote._libc = lambda: SlowPrctl()
+print("go", flush=True)
+
+
+def entry():
+    open(sys.argv[1], "w").close()
+    time.sleep(60)
+
+
+zygote.walled(entry)
+"""
+
+
+def test_a_parent_killed_before_pid_1_armed_its_death_signal_takes_pid_1_along(tmp_path):
+    """walled(): the namespace's PID 1 arms PR_SET_PDEATHSIG after the fork; a parent SIGKILLed
+    in between sent it no signal, and a genome would have run on with no one to kill it (a
+    supervisor killed as its genome started, under load). PID 1 checks, and leaves."""
+    import subprocess
+    import sys
+    import time
+
+    marker = tmp_path / "ran"
+    p = subprocess.Popen([sys.executable, "-c", WINDOW, str(marker)], stdout=subprocess.PIPE,
+                         cwd=REPO)
+    try:
+        assert p.stdout.readline().strip() == b"go"
+        time.sleep(0.4)                    # unshare, mount, fork: the child now sleeps in prctl
+        p.kill()
+        p.wait()
+        time.sleep(1.5)                    # the child's prctl returns 0.6 s after the kill
+        assert not marker.exists(), "PID 1 ran its entry after its parent was killed"
+    finally:
+        p.kill()
+        subprocess.run(["pkill", "-KILL", "-f", str(marker)], check=False)
