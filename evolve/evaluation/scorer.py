@@ -41,21 +41,13 @@ import time
 import traceback
 from pathlib import Path
 
-from evolve.evaluation import model_host, probes
+from evolve.evaluation import model_host, probes, zygote
 from evolve.evaluation.archive_check import check_archive
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]        # holds evolve/ and kernels/
 HOST_ENV_KEEP = ("PATH", "LANG", "CUDA_VISIBLE_DEVICES", "CUDA_HOME", "LD_LIBRARY_PATH",
                  "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TRITON_INTERPRET", "NVIDIA_VISIBLE_DEVICES",
                  "NVIDIA_DRIVER_CAPABILITIES")
-
-
-def _die_with_parent() -> None:
-    """preexec_fn: the model process is killed when the scorer dies, whatever killed it."""
-    import ctypes
-    import signal
-
-    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)      # PR_SET_PDEATHSIG = 1
 
 
 class ModelFailure(Exception):
@@ -99,8 +91,6 @@ def _fork_host(env: dict, sock_fd: int, memfd: int, log) -> _ForkedHost:
     us, the socket and the logits memfd at 3 and 4, stdout and stderr to the log, cwd /, exactly
     `env` (its settings JSON rewritten for those numbers), then the namespaces of a cold start
     (evolve.evaluation.zygote.walled) and model_host.main as PID 1's child."""
-    from evolve.evaluation import zygote
-
     me = os.getpid()
     log_fd = log.fileno() if hasattr(log, "fileno") else os.open(os.devnull, os.O_WRONLY)
     pid = os.fork()
@@ -176,7 +166,7 @@ class ModelProcess:
              str(theirs.fileno())],
             cwd="/", env=env, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
             pass_fds=(theirs.fileno(), self.memfd), start_new_session=True,
-            preexec_fn=_die_with_parent)
+            preexec_fn=zygote.killed_with(os.getpid()))
         theirs.close()
         self.sock = ours
 

@@ -36,7 +36,6 @@ import dataclasses
 import json
 import os
 import random
-import signal
 import socket
 import subprocess
 import sys
@@ -139,14 +138,6 @@ def _can_harden() -> bool:
 
 
 _HARDEN: bool | None = None
-
-
-def _die_with_parent() -> None:
-    """preexec_fn: the child is SIGKILLed when the supervisor's thread dies (crash, kill -9),
-    so no genome outlives the engine; inside its PID namespace the rest follows it."""
-    import ctypes
-
-    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)      # PR_SET_PDEATHSIG = 1
 
 
 def cpu_clock_problem() -> str | None:
@@ -377,7 +368,8 @@ class Supervisor(Outcome):
                     "model_log": str(scorer_dir / "model.log")}
         try:
             return verdict.start_scorer(settings, self._scorer_env(scorer_dir, extra_env),
-                                        scorer_dir / "scorer.log", preexec_fn=_die_with_parent,
+                                        scorer_dir / "scorer.log",
+                                        preexec_fn=zygote.killed_with(os.getpid()),
                                         zygote=self._zygote_for(extra_env))
         except OSError:
             return None                     # _score reports the scorer could not start
@@ -418,8 +410,11 @@ class Supervisor(Outcome):
                cgroup):
         fd = child_sock.fileno()
 
+        # Inside its PID namespace the rest of the genome's tree follows it.
+        arm = zygote.killed_with(os.getpid())
+
         def prepare():
-            _die_with_parent()
+            arm()
             if cgroup is not None:
                 cgroup.enter()
 
@@ -478,7 +473,7 @@ class Supervisor(Outcome):
         # sleep while they wait (the thread count is set per genome by the runner), so
         # supervisors of both clocks share one zygote.
         env["OMP_WAIT_POLICY"] = "PASSIVE"
-        z = zygote.shared(env, "/", _die_with_parent)
+        z = zygote.shared(env, "/", zygote.killed_with(os.getpid()))
         if z is None:
             self.use_zygote = False                 # cold starts from now on
         return z

@@ -119,6 +119,17 @@ def _say(e: BaseException) -> None:
         pass
 
 
+def killed_with(parent: int):
+    """A preexec_fn for a child of `parent` (this process's pid, read before the fork): SIGKILLed
+    when the thread that started it ends (crash, kill -9), so nothing it starts outlives the
+    engine, and gone at once if `parent` died before the signal was armed."""
+    def arm() -> None:
+        _check(_libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")
+        if os.getppid() != parent:
+            os._exit(70)
+    return arm
+
+
 def detach(parent: int, fds: dict[int, int], cwd: str, env: dict[str, str]) -> None:
     """In a fresh child: its own session, killed with `parent`, descriptors moved to the
     numbers given (target: source; everything else closed), stdin from /dev/null unless given,

@@ -185,3 +185,16 @@ def test_a_parent_killed_before_pid_1_armed_its_death_signal_takes_pid_1_along(t
     finally:
         p.kill()
         subprocess.run(["pkill", "-KILL", "-f", str(marker)], check=False)
+
+
+def test_a_preexec_child_whose_parent_is_already_gone_never_runs():
+    """zygote.killed_with(parent): the child of a parent that died before the death signal was
+    armed (here: a parent it never had) exits 70 instead of running its program."""
+    import subprocess
+
+    from evolve.evaluation import zygote
+
+    p = subprocess.Popen(["sleep", "60"], preexec_fn=zygote.killed_with(os.getpid() + 1))
+    assert p.wait(timeout=10) == 70
+    p = subprocess.Popen(["true"], preexec_fn=zygote.killed_with(os.getpid()))
+    assert p.wait(timeout=10) == 0
