@@ -122,15 +122,23 @@ def _numel(shape) -> int:
 
 def _snapshot_elements(names: bytes) -> int:
     """Weights the reference optimiser is charged for (its header, already checked): per
-    tensor, its elements or one per 2 bytes, whichever is more. Why bytes: adversary round 19
-    packed four 15-bit weights into each int64 element of its snapshot, decoded in the graph,
-    and was charged a quarter of its table (2.54x its twin's tokens/s). Two bytes is a bf16
-    weight, the smallest honest one; an fp32 weight is charged as two, which costs honest
-    models little (their optimiser is a small part of a timed pass)."""
+    tensor, its elements or one per 2 bytes, whichever is more, and for an integer tensor one
+    per bit. Why bytes: adversary round 19 packed four 15-bit weights into each int64 element of
+    its snapshot, decoded in the graph, and was charged a quarter of its table (2.54x its
+    twin's tokens/s). Two bytes is a bf16 weight, the smallest honest floating one; an fp32
+    weight is charged as two, which costs honest models little (their optimiser is a small part
+    of a timed pass). Why bits for integers: round 20 packed 2-bit weights 32 to an int64 and
+    was charged an eighth of its table's fp32 cost (4.5-6.3x its twin's recorded tokens/s); a
+    weight needs at least a bit, and honest models keep no large integer tensors. Bools are
+    one bit each (masks)."""
     import torch
 
-    return sum(max(_numel(shape), _numel(shape) * getattr(torch, str(dtype)).itemsize // 2)
-               for _, dtype, shape in json.loads(names))
+    total = 0
+    for _, dtype, shape in json.loads(names):
+        dt, n = getattr(torch, str(dtype)), _numel(shape)
+        integer = not dt.is_floating_point and not dt.is_complex and dt != torch.bool
+        total += n * dt.itemsize * 8 if integer else max(n, n * dt.itemsize // 2)
+    return total
 
 
 def _tensor_at(raw, start: int, n: int, dtype, shape):

@@ -173,13 +173,15 @@ def test_a_logits_slot_is_page_locked_and_copies_both_ways():
         m.close()
 
 
-def test_the_optimiser_is_charged_per_two_bytes_of_the_snapshot_not_per_element():
+def test_the_optimiser_is_charged_per_two_bytes_of_floats_and_per_bit_of_integers():
     """Adversary round 19 packed four 15-bit weights into each int64 element and was charged a
-    quarter of its table: each tensor is charged its elements or one per 2 bytes, the larger."""
+    quarter of its table; round 20 packed 32 2-bit weights into each and was charged an eighth
+    of the fp32 cost: a floating tensor is charged its elements or one per 2 bytes, the larger,
+    an integer tensor one per bit, a bool one per element."""
     import json
 
     from evolve.evaluation.model_host import _snapshot_elements
 
     header = [["w", "float32", [10]], ["packed", "int64", [3]], ["half", "bfloat16", [4]],
-              ["mask", "bool", [8]], ["scale", "float64", []]]
-    assert _snapshot_elements(json.dumps(header).encode()) == 20 + 12 + 4 + 8 + 4
+              ["mask", "bool", [8]], ["scale", "float64", []], ["idx", "uint8", [2]]]
+    assert _snapshot_elements(json.dumps(header).encode()) == 20 + 3 * 64 + 4 + 8 + 4 + 2 * 8
