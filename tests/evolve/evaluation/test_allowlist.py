@@ -200,7 +200,7 @@ class _RefCarrier(nn.Module):
 
     def forward(self, x):
         levels = [getattr(self, f"lv{i}") for i in range(16)]
-        return x + torch.cat([levels[c] for c in self.codes]).sum().to(x.dtype)
+        return x.float() + torch.cat([levels[c] for c in self.codes]).sum()
 
 
 def test_references_chosen_inside_a_list_count_as_information():
@@ -209,3 +209,55 @@ def test_references_chosen_inside_a_list_count_as_information():
     assert check_program(export(_RefCarrier(8))) is None
     problem = check_program(export(_RefCarrier(MAX_LITERAL_BITS // 5)))
     assert problem and "literal arguments hold" in problem, problem
+
+
+class _Decodes(nn.Module):
+    """One use of a weight (or of an input) by an op that turns numbers into digits."""
+
+    def __init__(self, mode: str):
+        super().__init__()
+        self.mode = mode
+        self.w = nn.Parameter(torch.randn(V, 4))
+        self.register_buffer("packed", torch.zeros(V, 4, dtype=torch.int64))
+        self.register_buffer("mask", torch.ones(T, T, dtype=torch.bool))
+
+    def forward(self, x):
+        e = self.w[x]
+        if self.mode == "floor":
+            e = torch.floor(e * 3)
+        elif self.mode == "floor_under_autocast":        # inside a wrap_with_autocast subgraph
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                e = torch.floor(self.w[x] * 3)
+        elif self.mode == "div_floor":
+            e = e + torch.div(self.packed[x], 4, rounding_mode="floor").float()
+        elif self.mode == "remainder":
+            e = e + torch.remainder(self.packed[x], 4).float()
+        elif self.mode == "bitwise_and":
+            e = e + torch.bitwise_and(self.packed[x], 3).float()
+        elif self.mode == "to_integer":
+            e = e + (e * 4).long().float()
+        elif self.mode == "inputs":                      # allowed: hashing and rounding inputs
+            e = e + (x % 3).unsqueeze(-1) + torch.floor(x.float() / 2).unsqueeze(-1)
+        elif self.mode == "inputs_under_autocast":
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                e = e + (x % 3).unsqueeze(-1)
+        elif self.mode == "integer_arithmetic":          # allowed: charged per bit instead
+            e = e + (self.packed[x] * 3 + 1).float()
+        elif self.mode == "bool_mask":                   # allowed: a bit per element
+            e = e + torch.logical_and(self.mask, self.mask).float().sum()
+        return e.sum(-1, keepdim=True) + torch.zeros(B, T, V)
+
+
+@pytest.mark.parametrize("mode, op", [("floor", "floor"), ("floor_under_autocast", "floor"),
+                                      ("div_floor", "div"), ("remainder", "remainder"),
+                                      ("bitwise_and", "bitwise_and"), ("to_integer", "to")])
+def test_digits_may_not_be_taken_from_values_computed_from_the_weights(mode, op):
+    """Adversary round 20 decoded 2-bit weights packed 32 to an int64 with these ops."""
+    problem = check_program(export(_Decodes(mode)))
+    assert problem and f"op aten::{op} is applied to a value computed from the weights" in problem
+
+
+@pytest.mark.parametrize("mode", ["inputs", "inputs_under_autocast", "integer_arithmetic",
+                                  "bool_mask"])
+def test_inputs_positions_masks_and_integer_arithmetic_stay_allowed(mode):
+    assert check_program(export(_Decodes(mode))) is None

@@ -7,6 +7,7 @@ scored by the real scorer process. Budgets are a few seconds.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import signal
@@ -786,6 +787,21 @@ def test_values_computed_after_the_snapshot_cannot_hide_in_the_graph(quick_super
     r = sup.evaluate(source)
     assert r.status is Status.INVALID and r.val_bpb is None, r.summary()
     assert words in r.reason, r.reason
+
+
+@pytest.mark.parametrize("mode", ["int64", "float64"])
+def test_weights_packed_several_to_an_element_cannot_be_unpacked_in_the_graph(quick_supervisor,
+                                                                             mode):
+    """Adversary round 20 sent a 2-bit table 32 weights to an int64, decoded after the lookup by
+    division with rounding and a remainder, and was charged an eighth of its table's cost by
+    the throughput timing (4.5-6.3x its twin's recorded tokens/s); the same decoder on float64
+    elements holding exact integers. Both are refused before the program runs."""
+    source = (ADVERSARIAL / "lowbit_table.py").read_text().replace("@MODE@", mode)
+    sup = copy.copy(quick_supervisor)       # packing 33.5 M weights takes ~1.3 s: 2.5 s budget,
+    sup.task = dataclasses.replace(sup.task, budget_s=2.5)  # of which the genome trains 0.5
+    r = sup.evaluate(source)
+    assert r.status is Status.INVALID and r.val_bpb is None, r.summary()
+    assert "computed from the weights" in r.reason, r.reason
 
 
 SLOW_FIRST_STEP = """
