@@ -233,8 +233,9 @@ def _decoding_problem(ep) -> str | None:
     touch a value derived from a weight. Bool values are exempt (one bit each: masks). Honest
     models round or bucket only inputs and positions; no seed is refused.
 
-    What this does not stop: a decoder built from comparisons, clamps or ReLU steps, which
-    honest models need; the README says what that leaves."""
+    What this does not stop: a decoder built from comparisons and float arithmetic, which
+    honest models need (adversary round 21, tests/fixtures/adversarial/lowbit_rounding.py:
+    2.83x its twin); the README's "What throughput does not see" gives the figures."""
     sig = ep.graph_signature
     sources = set(sig.inputs_to_parameters) | set(sig.inputs_to_buffers) | \
         set(getattr(sig, "inputs_to_lifted_tensor_constants", {}) or {})
