@@ -208,17 +208,13 @@ _CASTS = frozenset({"to", "_to_copy", "type_as"})
 
 
 def _dtype(node):
-    val = node.meta.get("val") if isinstance(node, torch.fx.Node) else None
-    return getattr(val, "dtype", None)
+    return getattr(node.meta.get("val"), "dtype", None)
 
 
-def _tensor_args(node) -> list:
-    out = []
-    for a in (*node.args, *node.kwargs.values()):
-        for x in (a if isinstance(a, (list, tuple)) else (a,)):
-            if isinstance(x, torch.fx.Node):
-                out.append(x)
-    return out
+def _position(node) -> bool:
+    """A 0-d integer argument of a flex-attention score function: a batch, head or position index."""
+    val = node.meta.get("val")
+    return isinstance(val, torch.Tensor) and val.dim() == 0 and not val.is_floating_point()
 
 
 def _decoding_problem(ep) -> str | None:
@@ -230,8 +226,8 @@ def _decoding_problem(ep) -> str | None:
     32 to an int64, decoded in the graph by division with rounding and remainders: 4.5-6.3x its
     twin's recorded tokens/s. Integers are now charged per bit, and the ops that would unpack a
     float holding many small integers (floor, remainder, casts to an integer dtype...) may not
-    touch a value derived from a weight. Bool values are exempt (one bit each: masks). Honest
-    models round or bucket only inputs and positions; no seed is refused.
+    touch a value derived from a weight. Bool values are exempt (one bit each: masks). The seeds
+    round or bucket only inputs and positions, and none is refused.
 
     What this does not stop: a decoder built from comparisons and float arithmetic, which
     honest models need (adversary round 21, tests/fixtures/adversarial/lowbit_rounding.py:
@@ -253,7 +249,7 @@ def _decoding_problem(ep) -> str | None:
                 continue
             if node.op != "call_function":
                 continue
-            hit = [a for a in _tensor_args(node) if a in tainted]
+            hit = [a for a in node.all_input_nodes if a in tainted]
             target = node.target
             if isinstance(target, torch._ops.HigherOrderOperator):
                 subs = [a for a in node.args if isinstance(a, torch.fx.Node) and a.op == "get_attr"
@@ -267,11 +263,9 @@ def _decoding_problem(ep) -> str | None:
                         flags = [o in tainted for o in operands]
                         problem = walk(sub_gm, lambda i, n, f=flags: i < len(f) and f[i])
                     else:
-                        # flex attention's score and mask functions: their 0-d integer
-                        # arguments are positions; anything else may carry weights
-                        problem = walk(sub_gm, lambda i, n: not (
-                            _dtype(n) is not None and not _dtype(n).is_floating_point
-                            and getattr(n.meta.get("val"), "dim", lambda: 1)() == 0))
+                        # flex attention's score function: its 0-d integer arguments are
+                        # indices; the score and any other buffer may carry weights
+                        problem = walk(sub_gm, lambda i, n: not _position(n))
                     if problem:
                         return problem
                 if hit:
@@ -302,7 +296,8 @@ def check_program(ep) -> str | None:
     """None when every node of every graph of `ep` is allowed; otherwise the refusals.
 
     Also refused: a program whose signature mutates a buffer or a user input (state that
-    would carry from one eval batch to the next)."""
+    would carry from one eval batch to the next), and one that takes a value computed from the
+    weights apart into digits (_decoding_problem)."""
     sig = ep.graph_signature
     if getattr(sig, "buffers_to_mutate", None):
         return (f"the model writes its buffer {next(iter(sig.buffers_to_mutate.values()))}: "

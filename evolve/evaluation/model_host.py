@@ -129,7 +129,7 @@ def _snapshot_elements(names: bytes) -> int:
     weight is charged as two, which costs honest models little (their optimiser is a small part
     of a timed pass). Why bits for integers: round 20 packed 2-bit weights 32 to an int64 and
     was charged an eighth of its table's fp32 cost (4.5-6.3x its twin's recorded tokens/s); a
-    weight needs at least a bit, and honest models keep no large integer tensors. Bools are
+    weight needs at least a bit, and the seeds keep no integer tensor. Bools are
     one bit each (masks)."""
     import torch
 
