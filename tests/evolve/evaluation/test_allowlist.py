@@ -261,3 +261,44 @@ def test_digits_may_not_be_taken_from_values_computed_from_the_weights(mode, op)
                                   "bool_mask"])
 def test_inputs_positions_masks_and_integer_arithmetic_stay_allowed(mode):
     assert check_program(export(_Decodes(mode))) is None
+
+
+
+class _FlexScore(nn.Module):
+    """Flex attention with a score function that rounds the score (computed from the weights)
+    or only the positions, under a causal block mask made outside the graph."""
+
+    T = 128
+
+    def __init__(self, rounds_score: bool):
+        from torch.nn.attention.flex_attention import create_block_mask
+
+        super().__init__()
+        self.rounds_score = rounds_score
+        self.emb = nn.Embedding(V, 16)
+        self.mask = create_block_mask(lambda b, h, q, kv: q >= kv, None, None, self.T, self.T,
+                                      device="cpu")
+
+    def forward(self, x):
+        from torch.nn.attention.flex_attention import flex_attention
+
+        if self.rounds_score:
+            def mod(score, b, h, q, kv):
+                return torch.floor(score * 4)
+        else:
+            def mod(score, b, h, q, kv):
+                return score - torch.floor((q - kv) / 2)
+        q = self.emb(x).view(1, 1, self.T, 16)
+        return flex_attention(q, q, q, score_mod=mod, block_mask=self.mask).view(1, self.T, 16)
+
+
+@pytest.mark.parametrize("rounds_score", [True, False])
+def test_a_flex_score_function_may_round_positions_but_not_scores(rounds_score):
+    model = _FlexScore(rounds_score).eval()
+    with torch.no_grad():
+        ep = torch.export.export(model, (torch.randint(0, V, (1, model.T)),), strict=False)
+    problem = check_program(ep)
+    if rounds_score:
+        assert problem and "op aten::floor is applied to a value computed from the weights" in problem
+    else:
+        assert problem is None, problem
